@@ -1,0 +1,3 @@
+from imnet.cli import main
+
+main()

@@ -1,0 +1,40 @@
+"""imnet: ImageNet (ILSVRC2012) data prep, loaders, training and evaluation.
+
+Installed, only the name ``imnet`` enters site-packages: ``prep/`` and ``eval/`` at the repository root
+are mapped onto ``imnet.prep`` and ``imnet.eval`` with ``package_dir``.
+"""
+from setuptools import find_packages, setup
+
+# Top-level source folders and the import names they install as.
+ROOTS = {"imnet": "imnet", "imnet.prep": "prep", "imnet.eval": "eval", "imnet.manifests": "manifests"}
+PACKAGES = dict(ROOTS)
+for name, folder in ROOTS.items():
+    for sub in find_packages(folder):
+        PACKAGES[f"{name}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
+
+setup(
+    name="imnet",
+    version="0.1.0",
+    description="ImageNet (ILSVRC2012) data-prep, training and evaluation pipeline",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=list(PACKAGES),
+    package_dir=PACKAGES,
+    package_data={"imnet.manifests": ["*.md5", "*.json", "*.tsv", "*.txt"]},
+    install_requires=[
+        "torch>=2.4",
+        "torchvision>=0.19",
+        "timm>=1.0",
+        "nvidia-dali-cuda130",
+        "numpy",
+        "scipy",
+        "h5py",
+        "tqdm",
+        "click>=8",
+        "matplotlib",
+        "pyyaml",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": ["imnet=imnet.cli:main"]},
+)

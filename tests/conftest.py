@@ -1,0 +1,17 @@
+"""Shared pytest setup: markers, and a GPU check for tests that need one."""
+import pytest
+import torch
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: heavy test (large models, long runs)")
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped cleanly without one")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="no CUDA GPU on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
