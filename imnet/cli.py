@@ -5,7 +5,10 @@ with status 2; ``--debug`` shows its traceback.
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -40,13 +43,343 @@ def info() -> None:
 
 # --- prep, verify, fake: data preparation (issue 3) -------------------------------------------------
 
+
+@cli.command()
+@click.option("--src", required=True, type=click.Path(path_type=Path),
+              help="Folder holding ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and "
+                   "ILSVRC2012_devkit_t12.tar.gz (never modified).")
+@click.option("--dst", required=True, type=click.Path(path_type=Path),
+              help="Folder for the prepared tree (train/, val/, meta/); must not be inside --src.")
+@click.option("--checksums", type=click.Path(path_type=Path), default=None,
+              help="md5sum-format file replacing the shipped official MD5s (for mirrors and fake archives).")
+@click.option("--only", type=click.Choice(["train", "val"]), default=None, help="Prepare only this split.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes writing images (default: the CPU count).")
+@click.option("--reverify", is_flag=True,
+              help="On splits already prepared, re-hash the archives and check every file and size.")
+def prep(src, dst, checksums, only, workers, reverify) -> None:
+    """Verify (MD5), extract and reorganize the official archives into DST, in one read pass per
+    archive; resumable after a crash, and a no-op on a complete tree."""
+    from imnet.prep import format_summary, prepare
+
+    summary = prepare(src, dst, checksums=checksums, only=only, workers=workers, reverify=reverify)
+    click.echo(format_summary(summary))
+
+
+@cli.command()
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="Prepared tree to check (DST of imnet prep, or a torchvision ImageNet root).")
+@click.option("--decode", is_flag=True, help="Also decode every image (slow; shows a progress bar).")
+@click.option("--write-manifests", is_flag=True,
+              help="Write meta/classes.tsv and meta/<split>.txt where missing (trees made by other tools).")
+@click.option("--devkit", type=click.Path(path_type=Path), default=None,
+              help="Devkit archive giving ILSVRC2012_IDs and words for --write-manifests.")
+def verify(data, decode, write_manifests, devkit) -> None:
+    """Check a prepared tree against its manifests: counts per class, every listed file present,
+    sizes, labels; exits non-zero naming what is wrong."""
+    from imnet.prep import verify_tree
+
+    report = verify_tree(data, decode=decode, write_manifests=write_manifests, devkit=devkit)
+    for path in report.wrote:
+        click.echo(f"wrote {path}", err=True)
+    counts = ", ".join(f"{split} {n} images" for split, n in report.images.items())
+    if report.problems:
+        for problem in report.problems[:20]:
+            click.echo(f"imnet verify: {problem}", err=True)
+        more = len(report.problems) - 20
+        raise ImnetError(f"{data}: {len(report.problems)} problems found ({counts})"
+                         + (f"; {more} more not shown" if more > 0 else ""))
+    click.echo(f"ok: {data}: {counts}{', decoded' if decode else ''}")
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Folder to write the fake archives, checksums.md5 and real.json into.")
+@click.option("--classes", type=click.IntRange(min=1), default=10, show_default=True, help="Number of classes.")
+@click.option("--train-per-class", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Train images per class.")
+@click.option("--val", type=click.IntRange(min=1), default=50, show_default=True, help="Number of val images.")
+@click.option("--image-size", type=(int, int), default=(80, 64), show_default=True, help="Width and height.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed; same seed, same bytes.")
+@click.option("--no-quirks", is_flag=True, help="Do not plant the CMYK, PNG and grayscale quirks.")
+def fake(out, classes, train_per_class, val, image_size, seed, no_quirks) -> None:
+    """Write fake ILSVRC2012 archives in the official formats (for tests, demos and benchmarks)."""
+    from imnet.testing import fake_ilsvrc
+
+    result = fake_ilsvrc(out, classes=classes, train_per_class=train_per_class, val=val, seed=seed,
+                         image_size=image_size, quirks=not no_quirks)
+    click.echo(f"wrote {result.train_tar.name}, {result.val_tar.name}, {result.devkit.name}, "
+               f"checksums.md5, real.json to {out} ({classes} classes, {classes * train_per_class} train, "
+               f"{val} val images)")
+
+
 # --- zoo (issue 4, 8) -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True,
+              help="Output format of the table.")
+@click.option("--filter", "pattern", default="*", show_default=True,
+              help="Shell-style pattern of model names, e.g. 'vanillanet_*'.")
+@click.option("--check", is_flag=True,
+              help="Measure every model with published figures and compare: params at the printed "
+                   "precision, MACs within 2%; exit 1 naming each model that differs unexplained.")
+@click.option("--no-measure", is_flag=True, help="List configs only; skip measuring params and GMACs.")
+@click.pass_context
+def zoo(ctx: click.Context, fmt: str, pattern: str, check: bool, no_measure: bool) -> None:
+    """Every zoo model: family, source, measured params and GMACs, published params/FLOPs/top-1/top-5/
+    ReaL, and where its weights resolve locally ('-' when they do not)."""
+    from imnet.zoo import list_models
+    from imnet.zoo.table import check_models, format_check, render_rows, zoo_rows
+
+    if not list_models(pattern):
+        raise ImnetError(f"no zoo model matches {pattern!r}; `imnet zoo` lists them all")
+    if check:
+        results = check_models(pattern)
+        click.echo(format_check(results), nl=False)
+        if any(r.status == "failed" for r in results):
+            ctx.exit(1)
+        return
+    click.echo(render_rows(zoo_rows(pattern, measure=not no_measure), fmt), nl=False)
+
 
 # --- bench: loaders and others (issue 5) -------------------------------------------------------------
 
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks that print ratios against named baselines measured in the same run."""
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        return [int(part) for part in value.split(",") if part]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+@bench.command("loader")
+@click.option("--tree", type=click.Path(path_type=Path), default=Path("/tmp/imnet-bench-tree"),
+              show_default=True, help="Folder for the generated ImageNet-sized JPEGs (reused if complete).")
+@click.option("--images", type=click.IntRange(min=64), default=600, show_default=True,
+              help="How many JPEGs to generate (about 400x350, ~110 KB each).")
+@click.option("--workers", default="1,2", show_default=True, callback=_int_list,
+              help="Comma-separated worker counts (DataLoader workers / DALI threads) to measure.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timed passes per measurement (after one warm-up pass); the median is reported.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Batch size of every loader.")
+@click.option("--pipelines", type=click.Choice(["train", "eval", "both"]), default="both",
+              show_default=True, help="Which pipelines to measure.")
+@click.option("--no-decode", is_flag=True, help="Skip the single-thread decode-path comparison.")
+def bench_loader(tree, images, workers, repeats, batch_size, pipelines, no_decode) -> None:
+    """Images/s of imnet's DALI-CPU and torch loaders vs ImageFolder + transforms + DataLoader."""
+    from imnet.data.benchmark import loader_report
+
+    chosen = ("train", "eval") if pipelines == "both" else (pipelines,)
+    click.echo(loader_report(tree, images=images, workers=workers, repeats=repeats,
+                             batch_size=batch_size, pipelines=chosen, decode=not no_decode))
+
+
 # --- eval (issue 6) -----------------------------------------------------------------------------------
 
+
+def _eval_crop_counts(crops: tuple[str, ...], extra: list[str]) -> tuple[int, ...]:
+    """``--crops 1 5 10`` (values after the first arrive as extra arguments), ``--crops 1,5,10`` or
+    repeated ``--crops``: the crop counts, each 1, 5 or 10."""
+    tokens = [t for value in (*crops, *extra) for t in str(value).replace(",", " ").split()]
+    counts = []
+    for token in tokens:
+        if token not in ("1", "5", "10"):
+            raise click.UsageError(f"--crops: expected 1, 5 or 10, got {token!r}")
+        counts.append(int(token))
+    return tuple(sorted(set(counts))) or (1,)
+
+
+@cli.command("eval", context_settings={"allow_extra_args": True, "show_default": True})
+@click.option("--arch", "archs", multiple=True, metavar="NAME|PATTERN",
+              help="Zoo model or shell pattern (repeatable). Default: every zoo model whose weights "
+                   "resolve; the others are listed as skipped with the reason.")
+@click.option("--weights", type=click.Path(path_type=Path),
+              help="Weights: a file (one --arch), a folder of <name>.pth, or a finished `imnet train` run.")
+@click.option("--data", type=click.Path(path_type=Path), help="Tree prepared by `imnet prep`.")
+@click.option("--src", type=click.Path(path_type=Path),
+              help="Archives folder; where --real-labels looks for real.json after --data.")
+@click.option("--split", default="val", help="Split of the tree to evaluate.")
+@click.option("--crops", multiple=True, default=("1",), metavar="1|5|10",
+              help="Crop counts, several in one pass: --crops 1 5 10 (decode once, cut 10 crops; "
+                   "1- and 5-crop come from the same forward passes).")
+@click.option("--real-labels", is_flag=False, flag_value="auto", default=None, metavar="[PATH]",
+              help="Also score against ReaL labels; without PATH, real.json in --data then --src.")
+@click.option("--loader", type=click.Choice(["auto", "dali", "torch"]), default="auto", help="Data loader.")
+@click.option("--batch-size", type=int, default=64, help="Images per batch (each gives 1, 5 or 10 crops).")
+@click.option("--workers", type=int, help="Loader workers per process [default: the loader's choice].")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto",
+              help="Where to run the models (auto: CUDA when present).")
+@click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default="off",
+              help="Autocast dtype of the forward pass.")
+@click.option("--channels-last/--no-channels-last", default=True,
+              help="channels_last memory format (faster convs with oneDNN on CPU and cuDNN on GPU).")
+@click.option("--compile", "compile_", is_flag=True, help="Wrap each model in torch.compile.")
+@click.option("--img-size", type=int, help="Override every model's crop size (recorded in the results).")
+@click.option("--crop-pct", type=float, help="Override every model's crop_pct (recorded in the results).")
+@click.option("--limit", type=int, help="Evaluate only the first N images (quick check; reported as partial).")
+@click.option("--skip-bad", is_flag=True, help="Skip corrupt images (counted, named) instead of failing.")
+@click.option("--force", is_flag=True, help="Re-evaluate models already finished in the store.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("eval_out"),
+              help="Folder for predictions.h5 and results.* (with --from-store: the store's folder).")
+@click.option("--from-store", type=click.Path(path_type=Path),
+              help="Recompute every metric from this predictions.h5 (no model, no GPU) and rewrite results.*.")
+@click.pass_context
+def eval_(ctx, archs, weights, data, src, split, crops, real_labels, loader, batch_size, workers, device,
+          amp, channels_last, compile_, img_size, crop_pct, limit, skip_bad, force, out, from_store):
+    """Evaluate zoo models (1-, 5-, 10-crop; original and ReaL labels) into predictions.h5 and results.*
+
+    \b
+    imnet eval --crops 10 --real-labels --data /data/imagenet       # every model with weights
+    imnet eval --arch resnet50 --crops 1 5 10 --data /data/imagenet --limit 500
+    imnet eval --from-store eval_out/predictions.h5 --real-labels /data/real.json
+    """
+    from imnet.eval.real import find_real_labels
+    from imnet.eval.runner import EvalOptions, evaluate, report_from_store
+
+    crop_counts = _eval_crop_counts(crops, ctx.args)
+    real_path = None
+    if real_labels == "auto":
+        real_path = find_real_labels(data, src)
+    elif real_labels is not None:
+        real_path = Path(real_labels)
+    if from_store is not None:
+        summary = report_from_store(from_store, out if ctx.get_parameter_source("out").name != "DEFAULT"
+                                    else None, real_path)
+    else:
+        if data is None:
+            raise click.UsageError("--data is required (or --from-store)")
+        summary = evaluate(EvalOptions(
+            data=data, out=out, archs=list(archs), weights=weights, split=split, crops=crop_counts,
+            real_labels=real_path, loader=loader, batch_size=batch_size, workers=workers, amp=amp,
+            channels_last=channels_last, compile=compile_, limit=limit, img_size=img_size,
+            crop_pct=crop_pct, skip_bad=skip_bad, force=force, device=device))
+    if summary.reports is None:  # not rank 0 under torchrun
+        return
+    click.echo(f"{'model':<28} {'crops':>5} {'top1':>7} {'top5':>7} {'real1':>7} {'real5':>7} "
+               f"{'img/s':>8} {'images':>7}")
+    for r in summary.rows:
+        def cell(v, fmt=".2f"):
+            return "-" if v is None else format(v, fmt)
+        click.echo(f"{r.model:<28} {r.crops:>5} {cell(r.top1):>7} {cell(r.top5):>7} {cell(r.real_top1):>7} "
+                   f"{cell(r.real_top5):>7} {cell(r.images_per_sec, '.1f'):>8} "
+                   f"{r.n_images:>7}{' partial' if r.partial else ''}")
+    if summary.reused:
+        click.echo(f"reused from {summary.store}: {', '.join(summary.reused)}", err=True)
+    for s in summary.skipped:
+        click.echo(f"skipped {s.model}: {s.reason}")
+    click.echo(f"results: {summary.reports.markdown.parent} (results.csv, results.json, results.md, "
+               f"accuracy_vs_speed.png; predictions {summary.store})")
+
+
 # --- train, demo (issue 7) ----------------------------------------------------------------------------
+
+
+@cli.command(context_settings={"show_default": True})
+@click.option("--arch", help="Zoo model to train (`imnet zoo` lists them); taken from the run when resuming.")
+@click.option("--data", type=click.Path(path_type=Path), help="Tree prepared by `imnet prep`.")
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory [default: runs/ARCH-UTCTIME].")
+@click.option("--recipe", default="classic",
+              help="Named recipe (classic, classic-cosine, resnet-cifar, vanillanet, demo) or a .yaml/.json file.")
+@click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+              help="Override one recipe field, e.g. --set epochs=10 --set decay_milestones=5,8 (repeatable).")
+@click.option("--epochs", type=int, help="Shortcut for --set epochs=N.")
+@click.option("--batch-size", type=int, help="Per-process (per-GPU) batch size; shortcut for --set batch_size=N.")
+@click.option("--lr", type=float, help="Absolute learning rate (else lr_base x global batch / lr_base_size).")
+@click.option("--aug", type=click.Choice(["classic", "rrc"]), help="Train augmentation (shortcut for --set aug=...).")
+@click.option("--img-size", type=int, help="Train/val crop size [default: the model's input size].")
+@click.option("--accum-steps", type=int, help="Gradient accumulation steps (shortcut for --set accum_steps=N).")
+@click.option("--loader", type=click.Choice(["auto", "dali", "torch"]), default="auto", help="Data loader.")
+@click.option("--workers", type=int, help="Loader worker processes per rank [default: the loader's choice].")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", help="Where to train.")
+@click.option("--amp", type=click.Choice(["auto", "none", "bf16", "fp16"]), default="auto",
+              help="Mixed precision (auto: bf16 on GPU, none on CPU).")
+@click.option("--channels-last", is_flag=True, help="Use channels_last memory format (faster convs on GPU).")
+@click.option("--compile", "compile_", is_flag=True, help="Wrap the model in torch.compile.")
+@click.option("--deterministic", is_flag=True, help="Deterministic algorithms (bit-exact resume on CPU).")
+@click.option("--seed", type=int, default=0, help="Seed of model init, shuffling, augmentation and mixup.")
+@click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this directory.")
+@click.option("--stop-after-epochs", type=int,
+              help="Stop (resumably, as an interruption would) once this many epochs are complete.")
+@click.option("--stop-after-updates", type=int, help="Stop (resumably) after this many optimizer steps.")
+@click.option("--show-recipe", is_flag=True, help="Print the resolved recipe as YAML and exit.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (logs still go to stderr).")
+def train(arch, data, out, recipe, overrides, epochs, batch_size, lr, aug, img_size, accum_steps, loader,
+          workers, device, amp, channels_last, compile_, deterministic, seed, resume, stop_after_epochs,
+          stop_after_updates, show_recipe, no_progress) -> None:
+    """Train a zoo model on a prepared tree; prints the run directory.
+
+    \b
+    imnet train --arch vanillanet_5 --data /data/imagenet --recipe vanillanet
+    torchrun --nproc_per_node 8 -m imnet train --arch resnet50 --data /data/imagenet --batch-size 64
+    imnet train --resume runs/resnet50-20260101-000000
+    """
+    from imnet.train import TrainConfig, load_recipe
+    from imnet.train import train as run_training
+
+    shortcuts = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "aug": aug, "img_size": img_size,
+                 "accum_steps": accum_steps}
+    resolved = load_recipe(recipe, list(overrides))
+    resolved = resolved.with_overrides(**{k: v for k, v in shortcuts.items() if v is not None})
+    if show_recipe:
+        import yaml
+
+        click.echo(yaml.safe_dump(resolved.to_dict(), sort_keys=False), nl=False)
+        return
+    if resume is not None and (overrides or any(v is not None for v in shortcuts.values())):
+        raise ImnetError(f"--resume {resume}: the run keeps its recipe; recipe options cannot change on resume")
+    config = TrainConfig(
+        arch=arch, data=data, out=out, recipe=resolved, loader=loader, workers=workers, device=device, amp=amp,
+        channels_last=channels_last, compile=compile_, deterministic=deterministic, seed=seed, resume=resume,
+        stop_after_epochs=stop_after_epochs, stop_after_updates=stop_after_updates, progress=not no_progress,
+    )
+    run_dir = run_training(config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(str(run_dir))
+
+
+@cli.command(context_settings={"show_default": True})
+@click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"),
+              help="Keeps everything: archives, prepared tree, run, eval results; a re-run reuses what is done.")
+@click.option("--arch", default=None, help="Zoo model to train [default: the demo's small CIFAR-style model].")
+@click.option("--classes", type=int, default=None, help="Classes of the generated ILSVRC2012 stand-in.")
+@click.option("--train-per-class", type=int, default=None, help="Generated train images per class.")
+@click.option("--val", "val_images", type=int, default=None, help="Generated val images.")
+@click.option("--epochs", type=int, default=None, help="Training epochs.")
+@click.option("--img-size", type=int, default=None, help="Model input size (crop) in pixels.")
+@click.option("--batch-size", type=int, default=None, help="Training batch size.")
+@click.option("--workers", type=int, default=None, help="Loader worker processes.")
+@click.option("--loader", type=click.Choice(["auto", "dali", "torch"]), default="auto", help="Data loader.")
+@click.option("--threads", type=int, default=1,
+              help="torch threads for training and eval (1 is robust on small shared CPUs; 0 = torch's default).")
+@click.option("--seed", type=int, default=0, help="Seed of the generated data and of training.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def demo(out, arch, classes, train_per_class, val_images, epochs, img_size, batch_size, workers, loader, threads,
+         seed, no_progress) -> None:
+    """The whole pipeline on generated data, no ImageNet and no network needed.
+
+    Generates fake ILSVRC2012 archives, prepares them (`imnet prep`), trains a small zoo model on CPU
+    and evaluates it with 1, 5 and 10 crops and ReaL labels; prints the results table and the plot's path.
+    """
+    from imnet.demo import DemoConfig, run_demo
+
+    defaults = DemoConfig()
+    given = {"arch": arch, "classes": classes, "train_per_class": train_per_class, "val_images": val_images,
+             "epochs": epochs, "img_size": img_size, "batch_size": batch_size}
+    config = dataclasses.replace(
+        defaults, out=out, workers=workers, loader=loader, threads=threads or None, seed=seed,
+        progress=not no_progress,
+        **{k: v for k, v in given.items() if v is not None},
+    )
+    result = run_demo(config)
+    click.echo(result.table)
+    click.echo(f"plot: {result.plot}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,14 @@
+"""imnet's loaders: DALI pipelines (GPU "mixed" decoding, or the same graph on the CPU) and a
+torchvision + PIL fallback, both reading a prepared tree's ``meta/<split>.txt`` (DESIGN.md).
+
+Entry points (docs/INTERFACES.md): :func:`build_eval_loader` and :func:`build_train_loader`.
+DALI is imported only when a DALI loader is built, so the fallback works without it.
+"""
+from imnet.data.filelist import SplitList, read_split, shard_range
+from imnet.data.loaders import (EvalBatch, EvalLoader, TrainLoader, build_eval_loader,
+                                build_train_loader, choose_loader)
+from imnet.data.transforms import crop_boxes, eval_resize_size, resized_size
+
+__all__ = ["EvalBatch", "EvalLoader", "SplitList", "TrainLoader", "build_eval_loader",
+           "build_train_loader", "choose_loader", "crop_boxes", "eval_resize_size", "read_split",
+           "resized_size", "shard_range"]

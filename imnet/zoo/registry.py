@@ -7,9 +7,10 @@ registry is complete after ``import imnet.zoo``.
 from __future__ import annotations
 
 import difflib
+import os
 import fnmatch
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch.nn as nn
 
@@ -27,7 +28,11 @@ class Published:
 
     ``params`` in millions as printed, ``params_precision`` the number of decimals printed (so a
     check can compare at the printed precision), ``macs``/``flops`` in G at the input size.
-    ``note`` explains known differences (FLOPs vs MACs, class counts, ...)."""
+    ``num_classes`` is the class count the printed figures were counted at (10 for a CIFAR-10 table),
+    ``build_kwargs`` the builder arguments of the counted form (``{"deploy": True}`` for VanillaNet).
+    ``params_note``/``macs_note`` record why a figure differs from imnet's measurement when the
+    source's own counting explains it (``imnet zoo --check`` then reports it as explained, not as a
+    failure); ``note`` is free text shown in the table (where the figures come from)."""
 
     params: float | None = None
     params_precision: int | None = None
@@ -38,6 +43,9 @@ class Published:
     real_top1: float | None = None
     real_top5: float | None = None
     num_classes: int | None = None
+    build_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    params_note: str = ""
+    macs_note: str = ""
     note: str = ""
 
 
@@ -82,6 +90,9 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
+# Name prefixes ("timm/", "tv/") whose models are built on demand by a library; not listed.
+_PREFIXES: dict[str, Callable[[str], tuple[Callable[..., nn.Module], ModelConfig]]] = {}
+_PREFIXED: dict[str, _Entry] = {}
 
 
 def register_model(config: ModelConfig) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -99,17 +110,36 @@ def register_model(config: ModelConfig) -> Callable[[Callable[..., nn.Module]], 
     return decorate
 
 
+def register_prefix(prefix: str, resolve: Callable[[str], tuple[Callable[..., nn.Module], ModelConfig]]) -> None:
+    """Let names ``<prefix><library name>`` (e.g. ``timm/convnext_tiny``) pass through to a library.
+
+    ``resolve(library_name)`` returns ``(builder, config)`` or raises :class:`ImnetError` for a name
+    the library does not know. Such models are built on demand and not listed by :func:`list_models`."""
+    _PREFIXES[prefix] = resolve
+
+
 def _entry(name: str) -> _Entry:
-    try:
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; `imnet zoo` lists every model"
-        raise ImnetError(f"unknown model {name!r}{hint}") from None
+    for prefix, resolve in _PREFIXES.items():
+        if name.startswith(prefix):
+            if name not in _PREFIXED:
+                builder, config = resolve(name[len(prefix):])
+                _PREFIXED[name] = _Entry(builder, config)
+            return _PREFIXED[name]
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `imnet zoo` lists every model"
+    prefixes = ", ".join(f"{p}<name>" for p in _PREFIXES)
+    if prefixes:
+        hint += f" (library models pass through as {prefixes})"
+    raise ImnetError(f"unknown model {name!r}{hint}")
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style pattern (or a list of patterns), sorted."""
+def list_models(pattern: str | list[str] = "*") -> list[str]:
+    """Registered names matching a shell-style pattern (or a list of patterns), sorted.
+
+    Library pass-through names (``timm/...``, ``tv/...``) are not listed; they work anywhere a name
+    is accepted."""
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     return sorted(n for n in _REGISTRY if any(fnmatch.fnmatchcase(n, p) for p in patterns))
 
@@ -123,13 +153,19 @@ def create_model(
     name: str,
     pretrained: bool = False,
     num_classes: int | None = None,
-    weights: str | None = None,
+    weights: str | os.PathLike | None = None,
     **kwargs,
 ) -> nn.Module:
-    """Build a registered model. ``num_classes`` defaults to the config's. With ``pretrained=True`` or
-    ``weights=PATH`` the weights are resolved and loaded (see :mod:`imnet.zoo.weights`)."""
+    """Build a registered model (an ``nn.Module`` in training mode, randomly initialised).
+
+    ``num_classes`` defaults to the config's; other keyword arguments go to the family's builder
+    (e.g. ``deploy=True`` for VanillaNet, ``shortcut="A"`` for the torch-resnet families). With
+    ``pretrained=True`` or ``weights=PATH`` (a file or a finished ``imnet train`` run directory) the
+    weights are resolved and loaded (see :mod:`imnet.zoo.weights`); unresolvable weights raise
+    :class:`ImnetError` saying where imnet looked."""
     entry = _entry(name)
-    model = entry.builder(num_classes=num_classes or entry.config.num_classes, **kwargs)
+    num_classes = entry.config.num_classes if num_classes is None else num_classes  # 0: no classifier
+    model = entry.builder(num_classes=num_classes, **kwargs)
     model.pretrained_cfg = entry.config  # type: ignore[attr-defined]
     if pretrained or weights:
         from imnet.zoo.weights import load_weights

@@ -1,0 +1,175 @@
+"""Benchmark ``imnet prep`` against the ways people prepare ILSVRC2012 today, in one run.
+
+Methods (each starts from the same archives in the page cache and writes a fresh tree):
+
+* ``imnet``: ``imnet prep --src --dst --checksums`` (MD5 verified in the same pass, repairs, manifests);
+* ``(a) seed``: the recipe users replace: ``md5sum -c`` of the archives, ``tar xf`` of the outer train
+  tar, a loop of ``tar xf`` over the inner class tars and ``rm`` of them, ``tar xf`` of val and the
+  classic ``valprep.sh`` (one ``mkdir`` per class and one ``mv`` per val image, written from the
+  devkit beforehand, as users download it);
+* ``(b) torchvision``: ``torchvision.datasets.ImageNet(root, split=...)`` first-time parse of both
+  splits (MD5 check, extraction, val move, folder scan);
+* ``(c) tar floor``: plain two-level ``tar xf`` (outer, then inner tars, then val) with no verification.
+
+Archives of ``--size`` GB each (train ~90%, val ~10%; 100 classes; ~130 KB noisy JPEGs drawn from a
+pool of pre-encoded images, since prep's cost does not depend on pixels) are generated under
+``--workdir`` and deleted afterwards. Prints a markdown table: median seconds over ``--repeats``,
+bytes/s, images/s and the ratios (a)/imnet, (b)/imnet, imnet/(c).
+
+    .venv/bin/python benchmarks/prep.py --size 0.25 --size 0.5 --size 1 --repeats 3
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imnet.testing.fake import (add_bytes, encode, meta_mat_bytes, render_image, _class_looks, write_checksums,
+                                write_devkit)
+
+CLASSES = 100
+POOL = 48
+IMAGE_SIZE = (500, 375)
+NOISE = 40.0
+METHODS = ("imnet", "a_seed", "b_torchvision", "c_tar")
+
+
+def generate(out: Path, size_gb: float, seed: int = 0) -> dict:
+    """Write train/val/devkit archives totalling about ``size_gb`` GB into ``out``; returns counts."""
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    looks = _class_looks(CLASSES, seed)
+    pool = [encode(render_image(looks[i % CLASSES], IMAGE_SIZE, np.random.default_rng([seed, i]), NOISE))
+            for i in range(POOL)]
+    mean = sum(map(len, pool)) / POOL
+    images = int(size_gb * 1e9 / (mean + 1024))
+    n_val = max(CLASSES, images // 10)
+    per_class = max(1, (images - n_val) // CLASSES)
+    wnids = sorted(f"n{n:08d}" for n in rng.choice(np.arange(1_000_000, 15_000_000), CLASSES, replace=False))
+    ids = {w: i + 1 for i, w in enumerate(rng.permutation(wnids))}
+    with tarfile.open(out / "ILSVRC2012_img_train.tar", "w", format=tarfile.USTAR_FORMAT) as outer:
+        for c, wnid in enumerate(wnids):
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as inner:
+                for i in range(per_class):
+                    add_bytes(inner, f"{wnid}_{i + 1}.JPEG", pool[int(rng.integers(POOL))])
+            add_bytes(outer, f"{wnid}.tar", buffer.getvalue())
+    labels = [int(x) for x in rng.permutation(np.arange(n_val) % CLASSES)]
+    with tarfile.open(out / "ILSVRC2012_img_val.tar", "w", format=tarfile.USTAR_FORMAT) as val:
+        for number in range(1, n_val + 1):
+            add_bytes(val, f"ILSVRC2012_val_{number:08d}.JPEG", pool[int(rng.integers(POOL))])
+    write_devkit(out / "ILSVRC2012_devkit_t12.tar.gz",
+                 meta_mat_bytes(wnids, ids, ["n00000001", "n00000002"], {w: per_class for w in wnids}),
+                 [ids[wnids[label]] for label in labels])
+    archives = [out / n for n in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz")]
+    write_checksums(out / "checksums.md5", archives)
+    # valprep.sh as users download it: mkdir per class, mv per image.
+    lines = [f"mkdir -p {w}\n" for w in wnids]
+    lines += [f"mv ILSVRC2012_val_{n:08d}.JPEG {wnids[label]}/\n" for n, label in enumerate(labels, 1)]
+    (out / "valprep.sh").write_text("".join(lines))
+    return {"images": per_class * CLASSES + n_val, "bytes": sum(a.stat().st_size for a in archives[:2])}
+
+
+SEED_RECIPE = r"""set -e
+cd "$SRC" && md5sum --quiet -c checksums.md5
+mkdir -p "$DST/train" "$DST/val"
+cd "$DST/train" && tar xf "$SRC/ILSVRC2012_img_train.tar"
+for f in *.tar; do d="${f%.tar}"; mkdir -p "$d"; tar xf "$f" -C "$d"; rm "$f"; done
+cd "$DST/val" && tar xf "$SRC/ILSVRC2012_img_val.tar" && bash "$SRC/valprep.sh"
+"""
+
+TAR_FLOOR = r"""set -e
+mkdir -p "$DST/train" "$DST/val"
+cd "$DST/train" && tar xf "$SRC/ILSVRC2012_img_train.tar"
+for f in *.tar; do d="${f%.tar}"; mkdir -p "$d"; tar xf "$f" -C "$d"; rm "$f"; done
+cd "$DST/val" && tar xf "$SRC/ILSVRC2012_img_val.tar"
+"""
+
+TORCHVISION = r"""
+import sys, torchvision.datasets.imagenet as tv
+src, root = sys.argv[1], sys.argv[2]
+md5 = dict(reversed(l.split("  ")) for l in open(src + "/checksums.md5").read().splitlines())
+for key, name in (("train", "ILSVRC2012_img_train.tar"), ("val", "ILSVRC2012_img_val.tar"),
+                  ("devkit", "ILSVRC2012_devkit_t12.tar.gz")):
+    tv.ARCHIVE_META[key] = (name, md5[name])
+for split in ("train", "val"):
+    print(split, len(tv.ImageNet(root, split=split)))
+"""
+
+
+def run_method(method: str, src: Path, dst: Path) -> float:
+    """Run one method from ``src`` into a fresh ``dst``; returns wall seconds."""
+    shutil.rmtree(dst, ignore_errors=True)
+    env = dict(os.environ, SRC=str(src), DST=str(dst))
+    if method == "imnet":
+        command = [sys.executable, "-m", "imnet", "prep", "--src", str(src), "--dst", str(dst),
+                   "--checksums", str(src / "checksums.md5")]
+    elif method == "a_seed":
+        command = ["bash", "-c", SEED_RECIPE]
+    elif method == "c_tar":
+        command = ["bash", "-c", TAR_FLOOR]
+    else:
+        dst.mkdir(parents=True)
+        for name in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"):
+            os.symlink(src / name, dst / name)
+        command = [sys.executable, "-c", TORCHVISION, str(src), str(dst)]
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(dst, ignore_errors=True)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=float, action="append", help="archive size in GB (repeatable)")
+    parser.add_argument("--repeats", type=int, default=3, help="repetitions per method and size (median)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/imnet-prep-bench"), help="scratch folder")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw timings here")
+    args = parser.parse_args()
+    sizes = args.size or [1.0]
+    results = []
+    try:
+        for size in sizes:
+            src = args.workdir / f"src-{size}"
+            t0 = time.perf_counter()
+            counts = generate(src, size)
+            print(f"generated {counts['bytes'] / 1e9:.2f} GB, {counts['images']} images in "
+                  f"{time.perf_counter() - t0:.0f}s", file=sys.stderr)
+            times = {m: [] for m in METHODS}
+            for repeat in range(args.repeats):
+                order = METHODS[repeat % len(METHODS):] + METHODS[:repeat % len(METHODS)]  # rotate
+                for method in order:
+                    times[method].append(run_method(method, src, args.workdir / "dst"))
+                    print(f"  {size} GB {method}: {times[method][-1]:.2f}s", file=sys.stderr)
+            shutil.rmtree(src)
+            results.append({"size_gb": size, **counts, "times": times,
+                            "median": {m: statistics.median(t) for m, t in times.items()}})
+    finally:
+        shutil.rmtree(args.workdir, ignore_errors=True)
+    print(f"| archives | method | median s | MB/s | images/s | ratio |")
+    print(f"| --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        med = r["median"]
+        ratios = {"imnet": "1.00", "a_seed": f"{med['a_seed'] / med['imnet']:.2f}x slower than imnet",
+                  "b_torchvision": f"{med['b_torchvision'] / med['imnet']:.2f}x slower than imnet",
+                  "c_tar": f"imnet takes {med['imnet'] / med['c_tar']:.2f}x its time"}
+        for method in METHODS:
+            print(f"| {r['bytes'] / 1e9:.2f} GB, {r['images']} img | {method} | {med[method]:.2f} | "
+                  f"{r['bytes'] / med[method] / 1e6:.0f} | {r['images'] / med[method]:.0f} | {ratios[method]} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Evaluation under torchrun: each rank scores its shard, rank 0 gathers every image once, in val order.
+
+The loaders shard the split without padding (each image goes to exactly one rank), so shards differ
+in size by up to one image; :func:`gather_rows` pads them to a common size for the collective and cuts
+the padding off again on rank 0, then sorts by val index and checks that no index came twice. NCCL
+needs the tensors on the rank's GPU; gloo (CPU) takes them where they are.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in the run: rank, world size, local rank, and the device the
+    collectives use (its GPU under NCCL, the CPU under gloo)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    comm_device: str = "cpu"
+    owns_group: bool = False  # this context created the process group (and so ends it)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0 (the only rank that writes stores and reports)."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """Whether more than one process takes part."""
+        return self.world_size > 1
+
+    def close(self) -> None:
+        """End the process group if this context started it (torchrun warns about leaked groups)."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def barrier(self) -> None:
+        """Wait for every rank (no-op in a single process)."""
+        if self.distributed:
+            dist.barrier()
+
+
+def init_distributed(device: str) -> DistContext:
+    """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK),
+    or return a single-process context when there is none. ``device`` "cuda..." picks NCCL and pins
+    this rank to GPU LOCAL_RANK; anything else picks gloo. An already initialised group is reused."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1 and not dist.is_initialized():
+        return DistContext()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device.startswith("cuda") and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    owns_group = not dist.is_initialized()
+    if owns_group:
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank,
+                       f"cuda:{local_rank}" if use_cuda else "cpu", owns_group)
+
+
+def gather_rows(ctx: DistContext, indices: torch.Tensor, *columns: torch.Tensor
+                ) -> tuple[torch.Tensor, ...] | None:
+    """Gather per-image rows from every rank onto rank 0, sorted by val index.
+
+    ``indices`` (n,) int64 are this rank's positions in the split's file list; each of ``columns``
+    has n rows (any trailing shape, any dtype), aligned with ``indices``. Returns
+    ``(indices, *columns)`` for the whole split on rank 0, in ascending index order, on the CPU, and
+    None on the other ranks. Raises RuntimeError if an index arrives twice (a sharding bug)."""
+    if not ctx.distributed:
+        order = torch.argsort(indices.cpu(), stable=True)
+        result = (indices.cpu()[order], *(c.cpu()[order] for c in columns))
+    else:
+        dev = torch.device(ctx.comm_device)
+        n = torch.tensor([indices.shape[0]], dtype=torch.int64, device=dev)
+        sizes = [torch.zeros_like(n) for _ in range(ctx.world_size)]
+        dist.all_gather(sizes, n)
+        sizes = [int(s.item()) for s in sizes]
+        longest = max(sizes)
+        gathered = []
+        for tensor in (indices, *columns):
+            tensor = tensor.to(dev).contiguous()
+            padded = tensor.new_zeros((longest, *tensor.shape[1:]))
+            padded[: tensor.shape[0]] = tensor
+            parts = [torch.empty_like(padded) for _ in range(ctx.world_size)] if ctx.is_main else None
+            dist.gather(padded, parts, dst=0)
+            if ctx.is_main:
+                gathered.append(torch.cat([p[:s].cpu() for p, s in zip(parts, sizes)]))
+        if not ctx.is_main:
+            return None
+        order = torch.argsort(gathered[0], stable=True)
+        result = tuple(g[order] for g in gathered)
+    sorted_indices = result[0]
+    if sorted_indices.numel() > 1 and bool((sorted_indices[1:] == sorted_indices[:-1]).any()):
+        dup = int(sorted_indices[1:][sorted_indices[1:] == sorted_indices[:-1]][0])
+        raise RuntimeError(f"val index {dup} was evaluated by more than one rank")
+    return result
+
+
+def gather_objects(ctx: DistContext, items: list) -> list:
+    """Concatenate every rank's small picklable list (e.g. skipped files) on every rank."""
+    if not ctx.distributed:
+        return list(items)
+    parts: list = [None] * ctx.world_size
+    dist.all_gather_object(parts, list(items))
+    return [item for part in parts for item in part]

@@ -1,0 +1,73 @@
+"""ReaL labels (Beyer et al. 2020, "Are we done with ImageNet?"): reading and finding ``real.json``.
+
+``real.json`` is a JSON list with one entry per val image in val-number order
+(ILSVRC2012_val_00000001 first); each entry is a list of the class indices judged correct for that
+image, possibly empty (the image is then left out of ReaL metrics).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from imnet.errors import ImnetError
+
+REAL_FILE_NAME = "real.json"
+NUM_CLASSES = 1000
+
+
+def _val_name(position: int) -> str:
+    return f"entry {position} (ILSVRC2012_val_{position + 1:08d}.JPEG)"
+
+
+def load_real_labels(path: Path, num_images: int) -> list[list[int]]:
+    """Read ``real.json`` at ``path``: a list of ``num_images`` lists of class indices in 0..999.
+
+    ``num_images`` is the number of val images of the split evaluated, counted before any
+    ``--limit``. Returns the lists as read. Raises :class:`ImnetError` naming the file and the first
+    bad entry when the file is missing, not JSON, of the wrong length, or holds a non-list entry or
+    an index that is not an integer in 0..999."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ImnetError(f"{path}: ReaL labels file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ImnetError(f"{path}: not a readable JSON ReaL labels file ({err})") from None
+    if not isinstance(data, list):
+        raise ImnetError(f"{path}: ReaL labels must be a JSON list of lists, got a {type(data).__name__}")
+    if len(data) != num_images:
+        raise ImnetError(
+            f"{path}: {len(data)} ReaL label entries but the val split has {num_images} images; "
+            "the file must list every val image in val-number order"
+        )
+    for position, entry in enumerate(data):
+        if not isinstance(entry, list):
+            raise ImnetError(
+                f"{path}: {_val_name(position)} is {json.dumps(entry)[:40]}, not a list of class indices"
+            )
+        for class_index in entry:
+            # bool is an int subclass in Python; true/false in the file is a format error.
+            if (not isinstance(class_index, int) or isinstance(class_index, bool)
+                    or not 0 <= class_index < NUM_CLASSES):
+                raise ImnetError(
+                    f"{path}: {_val_name(position)} holds {json.dumps(class_index)[:40]}, "
+                    f"not a class index in 0..{NUM_CLASSES - 1}"
+                )
+    return data
+
+
+def find_real_labels(data: Path | None, src: Path | None = None) -> Path:
+    """Where ``--real-labels`` with no value finds ``real.json``: in ``data`` (the prepared tree or
+    its ``meta/``), then in ``src`` (the archives folder). Raises :class:`ImnetError` listing the places
+    looked at when none holds it."""
+    candidates = []
+    for root in (data, src):
+        if root is not None:
+            candidates += [Path(root) / REAL_FILE_NAME, Path(root) / "meta" / REAL_FILE_NAME]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in candidates) or "nowhere (give --data or --src)"
+    raise ImnetError(f"--real-labels: no {REAL_FILE_NAME} found; looked at {looked}. "
+                     "Give the file: --real-labels PATH")

@@ -1,0 +1,435 @@
+"""``evaluate(...)``: run zoo models over a prepared val split, fill ``predictions.h5``, write reports.
+
+One model at a time: resolve its weights, build it at its own eval config (``--img-size``/``--crop-pct``
+override and are recorded), let the loader decode each image once and cut the crops of one pass
+(1, 5 or 10; see :mod:`imnet.eval.crops`), run the forward pass (AMP, channels_last, torch.compile
+optional), gather the scores of every rank on rank 0 in val order and write the model to the store
+atomically. The results tables are then computed from the store alone (:mod:`imnet.eval.report`).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from imnet.errors import ImnetError
+from imnet.eval.crops import crop_scores, pass_crops
+from imnet.eval.distributed import DistContext, gather_objects, gather_rows, init_distributed
+from imnet.eval.real import load_real_labels
+from imnet.eval.report import ReportFiles, ResultRow, Skipped, results_from_store, write_reports
+from imnet.eval.store import (ModelPredictions, is_finished, read_model, remove_stale_temp_files,
+                              write_model)
+
+STORE_NAME = "predictions.h5"
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class EvalOptions:
+    """What ``imnet eval`` was asked to do (the CLI's options, one field each).
+
+    ``archs``: names or shell patterns; empty means every zoo model whose weights resolve.
+    ``weights``: a checkpoint file (needs one model), a directory of ``<name>.pth``, or a finished
+    ``imnet train`` run directory. ``real_labels``: the ReaL file to score against (already found).
+    ``device``: "auto" (CUDA when present), "cpu", "cuda". ``amp``: "bf16", "fp16" or "off".
+    ``channels_last`` (default on): measured 1.2-1.5x faster forward on a 2-core CPU for resnet50
+    and mobilenet_v3_small (benchmarks/RESULTS.md); the memory format does not change the maths."""
+
+    data: Path
+    out: Path
+    archs: list[str] = field(default_factory=list)
+    weights: Path | None = None
+    split: str = "val"
+    crops: tuple[int, ...] = (1,)
+    real_labels: Path | None = None
+    loader: str = "auto"
+    batch_size: int = 64
+    workers: int | None = None
+    amp: str = "off"
+    channels_last: bool = True  # faster on CPU (oneDNN) and GPU (cuDNN); same predictions
+    compile: bool = False
+    limit: int | None = None
+    img_size: int | None = None
+    crop_pct: float | None = None
+    skip_bad: bool = False
+    force: bool = False
+    device: str = "auto"
+
+
+@dataclass
+class EvalSummary:
+    """What a run did: result rows (from the store), the models evaluated now, those reused from the
+    store, those skipped and why, and where the files are (None on ranks other than 0)."""
+
+    rows: list[ResultRow]
+    evaluated: list[str]
+    reused: list[str]
+    skipped: list[Skipped]
+    store: Path
+    reports: ReportFiles | None
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """One model to evaluate and the weights file it resolved to."""
+
+    name: str
+    weights: Path
+    where: str
+
+
+# --- choosing the models --------------------------------------------------------------------------
+
+def _run_arch(run_dir: Path) -> str | None:
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("arch") if isinstance(record, dict) else None
+
+
+def plan_models(archs: list[str], weights: Path | None) -> tuple[list[ModelPlan], list[Skipped]]:
+    """Which models to evaluate with which weights, and which to skip with the reason.
+
+    ``archs`` are names (``timm/...`` pass-throughs too) or shell patterns over the zoo; none means
+    the whole zoo, or the run's arch when ``weights`` is a training run directory. ``weights``
+    may be a file (exactly one model), a directory of ``<name>.pth`` or a run directory; without it
+    each model's weights are looked for where :func:`imnet.zoo.weights.resolve_weights` looks."""
+    from imnet.zoo import list_models
+    from imnet.zoo.weights import resolve_weights
+
+    run_arch = _run_arch(weights) if weights is not None and weights.is_dir() else None
+    names: list[str] = []
+    for arch in archs:
+        matched = list_models(arch) if any(ch in arch for ch in "*?[") else [arch]
+        if not matched:
+            raise ImnetError(f"--arch {arch!r} matches no zoo model; `imnet zoo` lists them")
+        names += [n for n in matched if n not in names]
+    if not names:
+        names = [run_arch] if run_arch else list_models("*")
+    if weights is not None and not weights.exists():
+        raise ImnetError(f"{weights}: weights file or directory not found")
+    if weights is not None and weights.is_file() and len(names) != 1:
+        raise ImnetError(f"{weights}: one weights file fits one model; name it with --arch")
+
+    plans, skipped = [], []
+    for name in names:
+        given: Path | None = weights
+        if weights is not None and weights.is_dir() and run_arch is None:
+            candidates = [weights / f"{name.replace('/', '--')}{s}" for s in (".pth", ".safetensors")]
+            given = next((c for c in candidates if c.is_file()), None)
+            if given is None:
+                skipped.append(Skipped(name, f"no weights found; looked for {candidates[0]}"))
+                continue
+        if run_arch is not None and name != run_arch:
+            raise ImnetError(f"{weights / 'run.json'}: the run trained {run_arch!r}, not {name!r}")
+        path, where = resolve_weights(name, given)
+        if path is None:
+            skipped.append(Skipped(name, where))
+        else:
+            plans.append(ModelPlan(name, path, where))
+    return plans, skipped
+
+
+# --- one model ------------------------------------------------------------------------------------
+
+def _count_classes(data: Path, split: str) -> int:
+    """Classes of the tree: rows of ``meta/classes.tsv`` (DESIGN.md), else class folders of the split."""
+    classes_tsv = data / "meta" / "classes.tsv"
+    if classes_tsv.is_file():
+        return sum(1 for line in classes_tsv.read_text(encoding="utf-8").splitlines() if line.strip())
+    split_dir = data / split
+    if not split_dir.is_dir():
+        raise ImnetError(f"{data}: no {split}/ folder and no meta/classes.tsv; is it a prepared tree?")
+    return sum(1 for p in split_dir.iterdir() if p.is_dir())
+
+
+def _checkpoint_classes(name: str, weights: Path) -> int | None:
+    """The class count of the checkpoint's classifier, or None when the config names no classifier."""
+    from imnet.zoo import create_model, get_config
+    from imnet.zoo.weights import find_run_checkpoint, read_state_dict
+
+    config = get_config(name)
+    if not config.classifier:
+        return None
+    path = find_run_checkpoint(weights) if weights.is_dir() else weights
+    state_dict = read_state_dict(path)
+    if config.checkpoint_filter is not None:
+        with torch.device("meta"):
+            state_dict = config.checkpoint_filter(state_dict, create_model(name))
+    head = state_dict.get(f"{config.classifier}.weight")
+    return int(head.shape[0]) if head is not None else None
+
+
+def build_model(name: str, weights: Path, num_classes: int) -> torch.nn.Module:
+    """Zoo model ``name`` with ``weights`` loaded strictly, in eval mode, for a tree of
+    ``num_classes`` classes. :class:`ImnetError` when the weights classify another number of classes
+    (a classifier left randomly initialised would be evaluated silently otherwise), are corrupt, or
+    belong to another architecture."""
+    from imnet.zoo import create_model, get_config
+    from imnet.zoo.weights import load_weights
+
+    head_classes = _checkpoint_classes(name, weights)
+    if head_classes is not None and head_classes != num_classes:
+        raise ImnetError(f"{weights}: the weights classify {head_classes} classes but the data has "
+                         f"{num_classes}; evaluate them on a tree of the same classes")
+    model = create_model(name, num_classes=num_classes)
+    load_weights(model, get_config(name), weights, download=False)
+    return model.eval()
+
+
+def eval_config(name: str, options: EvalOptions, weights: Path, num_classes: int) -> dict:
+    """The eval config of ``name`` under ``options``: crop size, resize size (``round(size /
+    crop_pct)``, DESIGN.md), interpolation, mean, std, plus what else decides the predictions (data,
+    split, weights, limit). A stored model is reused only when this dict is equal."""
+    from imnet.data import eval_resize_size
+    from imnet.zoo import get_config
+
+    config = get_config(name)
+    crop_size = options.img_size or config.input_size[-1]
+    crop_pct = options.crop_pct or config.crop_pct
+    if not 0 < crop_pct <= 1:
+        raise ImnetError(f"--crop-pct {crop_pct}: must be in (0, 1]")
+    return {
+        "model": name,
+        "crop_size": int(crop_size),
+        "resize_size": eval_resize_size(int(crop_size), float(crop_pct)),
+        "crop_pct": float(crop_pct),
+        "interpolation": config.interpolation,
+        "mean": list(config.mean),
+        "std": list(config.std),
+        "overridden": options.img_size is not None or options.crop_pct is not None,
+        "num_classes": num_classes,
+        "data": str(Path(options.data).resolve()),
+        "split": options.split,
+        "weights": str(Path(weights).resolve()),
+        "limit": options.limit,
+    }
+
+
+def _resolve_device(device: str, ctx_local_rank: int = 0) -> str:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ImnetError("--device cuda: no CUDA GPU is visible")
+        return f"cuda:{ctx_local_rank}" if device == "cuda" else device
+    return device
+
+
+def _device_name(device: str) -> str:
+    return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
+
+
+def run_forward(model: torch.nn.Module, loader, crop_counts: list[int], device: str, amp: str = "off",
+                channels_last: bool = False, progress: bool = True, desc: str = ""
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Score every batch of ``loader`` with ``model``: returns ``(indices (n,), labels (n,),
+    scores (n, len(crop_counts), C) float16, seconds)`` for this rank, in loader order.
+
+    Each batch is (B, K, 3, H, W); its B*K crops go through the model in one forward pass and the
+    scores of each requested crop count are cut from the same logits (:func:`crop_scores`)."""
+    dev = torch.device(device)
+    autocast = (torch.autocast(dev.type, dtype=AMP_DTYPES[amp]) if amp in AMP_DTYPES
+                else contextlib.nullcontext())
+    all_indices, all_labels, all_scores = [], [], []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc=desc, unit="batch", file=sys.stderr, disable=not progress,
+                          dynamic_ncols=True):
+            images = batch.images.to(dev, non_blocking=True)
+            b, k = images.shape[:2]
+            x = images.reshape(b * k, *images.shape[2:])
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                logits = model(x)
+            logits = logits.float().reshape(b, k, -1)
+            all_scores.append(torch.stack([crop_scores(logits, c) for c in crop_counts], 1).half())
+            all_indices.append(batch.indices.to(torch.int64).cpu())
+            all_labels.append(batch.labels.to(torch.int64).cpu())
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - start
+    if not all_scores:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return empty, empty, torch.zeros((0, len(crop_counts), 0), dtype=torch.float16), seconds
+    return torch.cat(all_indices), torch.cat(all_labels), torch.cat(all_scores).cpu(), seconds
+
+
+def evaluate_model(plan: ModelPlan, model: torch.nn.Module, options: EvalOptions, crop_counts: list[int],
+                   config: dict, ctx: DistContext, device: str, real_path: Path | None
+                   ) -> ModelPredictions | None:
+    """Evaluate ``model`` (built by :func:`build_model`) over this rank's shard; on rank 0 return the
+    gathered predictions of the whole split (None on other ranks). ``real_path`` is checked against
+    the split size before any forward pass, so a bad ReaL file fails fast."""
+    from imnet.data import build_eval_loader, read_split
+    from imnet.zoo.measure import count_macs, count_params
+
+    # The split's size before --limit: what a ReaL file must match and what "partial" is against.
+    n_split = len(read_split(Path(options.data), options.split))
+    if real_path is not None:
+        load_real_labels(real_path, n_split)
+    model = model.to(device)
+    try:
+        macs: int | None = count_macs(model, (3, config["crop_size"], config["crop_size"]))
+    except RuntimeError:  # a library model the FLOP counter cannot trace: leave GMACs blank
+        macs = None
+    params = count_params(model)
+    if options.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if options.compile:
+        model = torch.compile(model)
+    with build_eval_loader(
+        Path(options.data), options.split, crop_size=config["crop_size"], resize_size=config["resize_size"],
+        interpolation=config["interpolation"], mean=tuple(config["mean"]), std=tuple(config["std"]),
+        crops=pass_crops(crop_counts), batch_size=options.batch_size, workers=options.workers,
+        loader=options.loader, device=device, rank=ctx.rank, world_size=ctx.world_size,
+        limit=options.limit, skip_bad=options.skip_bad,
+    ) as loader:
+        indices, labels, scores, seconds = run_forward(
+            model, loader, crop_counts, device, options.amp, options.channels_last, progress=ctx.is_main,
+            desc=f"eval {plan.name} ({pass_crops(crop_counts)}-crop pass)")
+    skipped_images = gather_objects(ctx, list(getattr(loader, "skipped", [])))
+    times = gather_objects(ctx, [seconds])
+    gathered = gather_rows(ctx, indices, labels, scores)
+    if gathered is None:
+        return None
+    indices, labels, scores = gathered
+    n_done = int(indices.shape[0])
+    # Ranks run concurrently: the run took as long as its slowest rank.
+    wall = max(times)
+    expected = min(n_split, options.limit) if options.limit else n_split
+    if n_done + len(skipped_images) != expected:
+        raise RuntimeError(f"{plan.name}: {n_done} images scored + {len(skipped_images)} skipped, "
+                           f"expected {expected}")
+    files = [loader.files[int(i)] for i in indices]
+    return ModelPredictions(
+        name=plan.name, files=files, labels=labels.numpy(), indices=indices.numpy(),
+        logits={c: scores[:, j].numpy() for j, c in enumerate(crop_counts)},
+        config=config,
+        info={
+            "param_count": params / 1e6, "gmacs": None if macs is None else macs / 1e9,
+            "images_per_sec": n_done / wall if wall else None, "seconds": wall, "pass_crops": pass_crops(crop_counts), "loader": getattr(loader, "name", ""),
+            "amp": options.amp, "device": _device_name(device), "world_size": ctx.world_size,
+            "batch_size": options.batch_size, "channels_last": options.channels_last,
+            "compile": options.compile, "n_split": n_split, "limit": options.limit,
+            "partial": n_done < n_split,
+            "skipped_images": [[int(i), str(f), str(r)] for i, f, r in skipped_images],
+            "weights": str(plan.weights), "weights_from": plan.where,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+def _prepare_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ImnetError(f"{out}: --out is not a writable folder ({err.strerror or err})") from None
+
+
+def evaluate(options: EvalOptions) -> EvalSummary:
+    """Evaluate the models ``options`` names (or every zoo model with weights) and write
+    ``predictions.h5``, ``results.csv/json/md`` and ``accuracy_vs_speed.png`` into ``options.out``.
+
+    A model already in the store with the same eval config and crop counts is reused (``force``
+    redoes it). Under torchrun every rank evaluates its shard and rank 0 writes. Returns the
+    :class:`EvalSummary`; :class:`ImnetError` on user errors (missing tree, bad weights, bad ReaL
+    file, unwritable ``out``, corrupt image without ``skip_bad``)."""
+    crop_counts = sorted(set(options.crops))
+    pass_crops(crop_counts)  # validates
+    data, out = Path(options.data), Path(options.out)
+    if not data.is_dir():
+        raise ImnetError(f"{data}: --data folder not found; give a tree prepared by `imnet prep`")
+    file_list = data / "meta" / f"{options.split}.txt"
+    if (data / options.split).is_dir() and not file_list.is_file():
+        raise ImnetError(f"{file_list}: no file list; {data} looks like an ImageFolder tree: write its "
+                         f"manifests with `imnet verify --data {data} --write-manifests`")
+    if options.limit is not None and options.limit < 1:
+        raise ImnetError(f"--limit {options.limit}: must be at least 1")
+    if options.amp not in ("off", *AMP_DTYPES):
+        raise ImnetError(f"--amp {options.amp}: expected bf16, fp16 or off")
+    store = out / STORE_NAME
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _resolve_device(options.device, local_rank)
+    ctx = init_distributed(device)
+    try:
+        return _evaluate_models(options, ctx, device, crop_counts, data, out, store)
+    finally:
+        ctx.close()
+
+
+def _evaluate_models(options: EvalOptions, ctx: DistContext, device: str, crop_counts: list[int],
+                     data: Path, out: Path, store: Path) -> EvalSummary:
+    """The body of :func:`evaluate` inside its process group: plan, evaluate or reuse, report."""
+    if ctx.is_main:
+        _prepare_out(out)
+        remove_stale_temp_files(store)
+    ctx.barrier()
+    num_classes = _count_classes(data, options.split)
+    plans, skipped = plan_models(list(options.archs), Path(options.weights) if options.weights else None)
+    if not plans:
+        raise ImnetError("no model to evaluate: " + "; ".join(f"{s.model}: {s.reason}" for s in skipped[:5]))
+
+    evaluated, reused = [], []
+    for plan in plans:
+        config = eval_config(plan.name, options, plan.weights, num_classes)
+        counts = list(crop_counts)
+        if not options.force:
+            if is_finished(store, plan.name, config, counts):
+                reused.append(plan.name)
+                continue
+            previous = read_model(store, plan.name)
+            if previous is not None and previous.config == json.loads(json.dumps(config)):
+                # Keep the crop counts stored before: one pass serves them all.
+                counts = sorted(set(counts) | set(previous.logits))
+        try:
+            model = build_model(plan.name, plan.weights, num_classes)
+        except ImnetError as err:
+            if options.archs:  # asked for by name: the user must hear it
+                raise
+            # A whole-zoo run goes on: weights found for this model but unusable here.
+            skipped.append(Skipped(plan.name, f"weights do not load: {err}"))
+            continue
+        preds = evaluate_model(plan, model, options, counts, config, ctx, device, options.real_labels)
+        del model
+        if ctx.is_main:
+            write_model(store, preds)
+        ctx.barrier()
+        evaluated.append(plan.name)
+
+    if not evaluated and not reused:
+        raise ImnetError("no model was evaluated: " + "; ".join(f"{s.model}: {s.reason}" for s in skipped[:5]))
+    reports = None
+    rows: list[ResultRow] = []
+    if ctx.is_main:
+        names = set(evaluated) | set(reused)
+        rows = [r for r in results_from_store(store, options.real_labels)
+                if r.model in names and r.crops in crop_counts]
+        reports = write_reports(rows, out, skipped, extra={"store": str(store), "split": options.split,
+                                                           "data": str(data)})
+    return EvalSummary(rows, evaluated, reused, skipped, store, reports)
+
+
+def report_from_store(store: Path, out: Path | None = None, real_labels: Path | None = None) -> EvalSummary:
+    """``imnet eval --from-store``: every metric of every model in ``store`` recomputed from its
+    logits (no model, no GPU); reports written into ``out`` (default: the store's folder)."""
+    store = Path(store)
+    out = Path(out) if out is not None else store.parent
+    rows = results_from_store(store, real_labels)
+    _prepare_out(out)
+    reports = write_reports(rows, out, extra={"store": str(store)})
+    return EvalSummary(rows, [], sorted({r.model for r in rows}), [], store, reports)

@@ -1,0 +1,241 @@
+"""Loader throughput: imnet's DALI-CPU and torch loaders against the loader a user would write.
+
+The baseline is torchvision ``ImageFolder`` + ``transforms`` (Resize, RandomCrop/CenterCrop, flip,
+ToTensor, Normalize) + ``DataLoader`` with the same worker count, measured in the same run over the
+same tree. PIL cannot be swapped inside one process, so the baseline runs on whichever PIL is
+installed (``pil_flavour()`` says which); the decode-path table compares decoders directly.
+
+``write_bench_tree`` makes a prepared-tree-shaped folder of ImageNet-sized JPEGs (400x350, ~110 KB:
+crops of a real photo, rescaled, with luminance noise, quality 98), ``run_loader_benchmark`` measures.
+"""
+from __future__ import annotations
+
+import io
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from PIL import Image, features
+from tqdm import tqdm
+
+BENCH_SIZE = (400, 350)  # width, height: about ImageNet's mean image size
+BENCH_QUALITY = 98
+BENCH_NOISE = 8.0
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def _photo() -> Image.Image:
+    """A real photograph shipped with matplotlib (Grace Hopper, 512x600), as the image source."""
+    import matplotlib
+
+    return Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
+
+
+def write_bench_tree(root: Path, images: int = 600, classes: int = 10, seed: int = 0) -> Path:
+    """Write ``images`` JPEGs into ``root/{train,val}/<wnid>/`` with ``root/meta/{train,val}.txt``.
+
+    Both splits list the same files (train and val pipelines read the same bytes). Reuses a complete
+    tree (``meta/val.txt`` is written last, through a temp file). Returns ``root``.
+    """
+    root = Path(root)
+    if (root / "meta" / "val.txt").is_file():
+        return root
+    rng = np.random.default_rng(seed)
+    photo = _photo()
+    width, height = BENCH_SIZE
+    lines = []
+    for number in tqdm(range(images), desc="bench tree", unit="img", file=sys.stderr):
+        class_index = number % classes
+        wnid = f"n{class_index:08d}"
+        crop_w, crop_h = int(rng.integers(150, photo.width)), int(rng.integers(150, photo.height))
+        left, top = int(rng.integers(0, photo.width - crop_w + 1)), int(rng.integers(0, photo.height - crop_h + 1))
+        pixels = np.asarray(photo.crop((left, top, left + crop_w, top + crop_h))
+                            .resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
+        pixels = pixels + rng.normal(0, BENCH_NOISE, (height, width, 1))
+        encoded = io.BytesIO()
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(encoded, "JPEG", quality=BENCH_QUALITY)
+        name = f"{wnid}/{wnid}_{number}.JPEG"
+        for split in ("train", "val"):
+            (root / split / wnid).mkdir(parents=True, exist_ok=True)
+            (root / split / name).write_bytes(encoded.getvalue())
+        lines.append(f"{name} {class_index}\n")
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val"):
+        partial = root / "meta" / f".{split}.txt.partial"
+        partial.write_text("".join(lines), encoding="utf-8")
+        partial.rename(root / "meta" / f"{split}.txt")
+    return root
+
+
+def pil_flavour() -> str:
+    """Which PIL is active: "Pillow-SIMD <version>" or "Pillow <version>", and its JPEG library."""
+    import PIL
+
+    name = "Pillow-SIMD" if ".post" in PIL.__version__ else "Pillow"
+    turbo = "libjpeg-turbo" if features.check_feature("libjpeg_turbo") else "libjpeg"
+    return f"{name} {PIL.__version__} ({turbo})"
+
+
+@dataclass
+class Measurement:
+    """Images/s of one loader on one pipeline ("train"/"eval") with ``workers``, over repeats."""
+
+    loader: str
+    pipeline: str
+    workers: int
+    rates: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+
+def _baseline(root: Path, pipeline: str, workers: int, batch_size: int) -> Iterable:
+    import torchvision.transforms as T
+    from torchvision.datasets import ImageFolder
+
+    if pipeline == "train":
+        recipe = [T.Resize(256), T.RandomCrop(224), T.RandomHorizontalFlip()]
+    else:
+        recipe = [T.Resize(256), T.CenterCrop(224)]
+    dataset = ImageFolder(str(root / pipeline.replace("eval", "val")),
+                          transform=T.Compose(recipe + [T.ToTensor(), T.Normalize(MEAN, STD)]))
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=pipeline == "train",
+                                       num_workers=workers, persistent_workers=workers > 0)
+
+
+def _imnet(root: Path, pipeline: str, workers: int, batch_size: int, backend: str) -> Iterable:
+    from imnet.data import build_eval_loader, build_train_loader
+
+    if pipeline == "train":
+        return build_train_loader(root, mean=MEAN, std=STD, batch_size=batch_size, workers=workers,
+                                  loader=backend)
+    return build_eval_loader(root, crop_size=224, resize_size=256, mean=MEAN, std=STD,
+                             batch_size=batch_size, workers=workers, loader=backend)
+
+
+LOADER_FACTORIES: dict[str, Callable[[Path, str, int, int], Iterable]] = {
+    "baseline (ImageFolder+transforms)": _baseline,
+    "imnet torch": lambda r, p, w, b: _imnet(r, p, w, b, "torch"),
+    "imnet dali-cpu": lambda r, p, w, b: _imnet(r, p, w, b, "dali"),
+}
+
+
+def _one_pass(loader: Iterable) -> float:
+    """Images/s of one full pass over ``loader``."""
+    count, start = 0, time.perf_counter()
+    for batch in loader:
+        count += len(batch[0])
+    return count / (time.perf_counter() - start)
+
+
+def run_loader_benchmark(root: Path, workers: Iterable[int] = (1, 2), repeats: int = 3,
+                         batch_size: int = 64, pipelines: Iterable[str] = ("train", "eval"),
+                         loaders: Iterable[str] | None = None) -> list[Measurement]:
+    """Measure every loader x pipeline x worker count on the tree at ``root``: after one warm-up
+    pass each (workers / pipelines started), ``repeats`` rounds in which every loader of the group
+    makes one timed pass in turn, so background load on a shared machine hits all of them alike."""
+    names = list(loaders or LOADER_FACTORIES)
+    results = []
+    groups = [(pipeline, count) for pipeline in pipelines for count in workers]
+    progress = tqdm(total=len(groups) * len(names) * (repeats + 1), desc="loader bench", unit="pass",
+                    file=sys.stderr)
+    for pipeline, count in groups:
+        built = {name: LOADER_FACTORIES[name](Path(root), pipeline, count, batch_size) for name in names}
+        measured = {name: Measurement(name, pipeline, count) for name in names}
+        for round_number in range(repeats + 1):
+            for name, loader in built.items():
+                rate = _one_pass(loader)
+                if round_number:  # round 0 is the warm-up
+                    measured[name].rates.append(rate)
+                progress.update()
+        for loader in built.values():
+            if hasattr(loader, "close"):
+                loader.close()
+        results += measured.values()
+    progress.close()
+    return results
+
+
+def format_loader_table(results: list[Measurement]) -> str:
+    """A markdown table: median images/s and the ratio to the baseline of the same row group."""
+    baseline = {(m.pipeline, m.workers): m.median for m in results if m.loader.startswith("baseline")}
+    lines = ["| pipeline | workers | loader | images/s (median) | min-max | x baseline |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for m in results:
+        base = baseline.get((m.pipeline, m.workers))
+        ratio = f"{m.median / base:.2f}" if base else "-"
+        lines.append(f"| {m.pipeline} | {m.workers} | {m.loader} | {m.median:.0f} | "
+                     f"{min(m.rates):.0f}-{max(m.rates):.0f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def run_decode_benchmark(root: Path, images: int = 200, repeats: int = 3) -> dict[str, float]:
+    """Single-thread images/s of decode + resize-shorter-to-256 paths over the tree's first images:
+    PIL (as imnet's torch loader does it, with draft), PIL without draft, torchvision.io.decode_jpeg
+    + tensor resize (antialiased bilinear). Median of ``repeats``."""
+    import torchvision.io
+    import torchvision.transforms.functional as TF
+
+    from imnet.data.decode import decode_resized
+    from imnet.data.filelist import read_split
+
+    split = read_split(Path(root), "val", limit=images)
+    paths = [split.path(i) for i in range(len(split))]
+
+    def torchvision_io(path: Path) -> torch.Tensor:
+        data = torchvision.io.read_file(str(path))
+        image = torchvision.io.decode_jpeg(data, mode=torchvision.io.ImageReadMode.RGB)
+        return TF.resize(image, 256, antialias=True)
+
+    paths_fns = {
+        "PIL decode + resize, draft where safe (imnet torch)": lambda p: decode_resized(p, 256),
+        "PIL decode + resize, no draft": lambda p: decode_resized(p, 256, use_draft=False),
+        "torchvision.io.decode_jpeg + tensor resize": torchvision_io,
+    }
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rates = {}
+        for name, decode in paths_fns.items():
+            runs = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for path in paths:
+                    decode(path)
+                runs.append(len(paths) / (time.perf_counter() - start))
+            rates[name] = statistics.median(runs)
+    finally:
+        torch.set_num_threads(threads)
+    return rates
+
+
+def loader_report(root: Path, images: int = 600, workers: Iterable[int] = (1, 2), repeats: int = 3,
+                  batch_size: int = 64, pipelines: Iterable[str] = ("train", "eval"),
+                  decode: bool = True) -> str:
+    """Make (or reuse) the bench tree at ``root`` and return the markdown report: the environment,
+    the decode-path table (with ``decode``) and the loader table."""
+    import os
+
+    import torchvision
+
+    root = write_bench_tree(Path(root), images=images)
+    sizes = [path.stat().st_size for path in sorted((root / "val").rglob("*.JPEG"))]
+    lines = [f"tree: {root} ({len(sizes)} JPEGs, {BENCH_SIZE[0]}x{BENCH_SIZE[1]}, "
+             f"mean {statistics.mean(sizes) / 1e3:.0f} KB); PIL: {pil_flavour()}; "
+             f"torch {torch.__version__}, torchvision {torchvision.__version__}; "
+             f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at start)", ""]
+    if decode:
+        lines += ["| decode + resize to 256, one thread | images/s (median) |", "| --- | --- |"]
+        lines += [f"| {name} | {rate:.0f} |" for name, rate in run_decode_benchmark(root).items()]
+        lines.append("")
+    results = run_loader_benchmark(root, workers=workers, repeats=repeats, batch_size=batch_size,
+                                   pipelines=pipelines)
+    lines.append(format_loader_table(results))
+    return "\n".join(lines)

@@ -1,0 +1,552 @@
+"""``imnet prep``: the archives in ``--src`` -> a verified, prepared tree in ``--dst``.
+
+Per split, one read pass over its archive: ``tarfile`` streams the archive through an MD5-hashing
+reader while a pool of worker processes writes the members (inner class tars stay in memory). A
+finished unit is journaled; the split's manifests come next, and its completion record in
+``prep.json`` is written last, atomically. A checksum mismatch or a bad member discards everything
+the split wrote. Killed at any moment, the same command resumes and ends with the same tree.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import mmap
+import multiprocessing
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+import imnet
+from imnet.errors import ImnetError
+from imnet.prep.checksum import HashingReader, check_digest, md5_file, read_checksums
+from imnet.prep.devkit import Devkit, parse_devkit
+from imnet.prep.extract import UnitResult, extract_class_tar, write_val_chunk
+from imnet.prep.layout import (
+    SPLITS,
+    TreeLayout,
+    atomic_write_text,
+    check_disk_space,
+    check_src_dst,
+    ensure_writable_dir,
+    read_prep_json,
+    split_is_complete,
+)
+from imnet.prep.manifests import known_quirks, official_archives, write_classes, write_file_list
+from imnet.prep.quirks import Quirk, cross_check
+from imnet.prep.stream import TRAIN_CLASS_TAR, VAL_IMAGE, iter_stream
+from imnet.prep.verify import quick_check, verify_split
+
+ARCHIVES = {
+    "train": "ILSVRC2012_img_train.tar",
+    "val": "ILSVRC2012_img_val.tar",
+    "devkit": "ILSVRC2012_devkit_t12.tar.gz",
+}
+VAL_CHUNK_FILES = 256
+VAL_CHUNK_BYTES = 32 << 20
+INFLIGHT_BYTES = 1 << 30
+ARENA_BYTES = 768 << 20  # virtual; pages are only used as units pass through
+# The written tree takes a little more than the archive: file-system blocks round each file up.
+DISK_MARGIN = 1.02
+CRASH_ENV = "IMNET_PREP_CRASH_AT"
+
+
+def _crash_point(label: str) -> None:
+    """Test hook for the crash-safety tests: with ``IMNET_PREP_CRASH_AT=<label>`` in the environment,
+    prep kills itself with SIGKILL when it reaches that point (labels: ``<split>:unit:<n>`` after the
+    n-th unit journaled in this run, ``<split>:manifests``, ``<split>:record-temp``, ``<split>:record``)."""
+    if os.environ.get(CRASH_ENV) == label:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _worker_init() -> None:
+    """Pool workers die with their parent (``kill -9`` of prep leaves no orphans behind)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+# The shared-memory arena of the running prep: an anonymous shared mapping created before the pool
+# forks, so the workers see the bytes the parent reads into it (no pickling, no pipe copies).
+_ARENA: mmap.mmap | None = None
+
+
+def _run_from_arena(offset: int, size: int, fn, *args) -> UnitResult:
+    """Worker side: run ``fn(data, *args)`` on the bytes the parent placed in the arena."""
+    return fn(memoryview(_ARENA)[offset:offset + size], *args)
+
+
+class _Workers:
+    """Runs units in a process pool (or inline with one worker), handing results back in submission
+    order, with a bound on the bytes in flight. Large units (inner class tars) travel through a ring
+    buffer of shared memory: :meth:`reserve` a region, read the archive into it, :meth:`submit`."""
+
+    def __init__(self, workers: int, arena_bytes: int = ARENA_BYTES):
+        global _ARENA
+        self.workers = workers
+        self._pool = None
+        self._pending: collections.deque = collections.deque()  # (nbytes, async result, region)
+        self._inflight_bytes = 0
+        self._ready: list = []  # finished units whose results are not collected yet
+        self._reserved: tuple[int, int] | None = None
+        if workers > 1:
+            _ARENA = self._arena = mmap.mmap(-1, arena_bytes)
+            self._arena_bytes = arena_bytes
+            self._pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init)
+
+    def _live(self) -> list[tuple[int, int]]:
+        return [region for _, _, region in self._pending if region is not None]
+
+    def _fit(self, nbytes: int) -> int | None:
+        """Start of a free arena region of ``nbytes`` after the newest live one, or None if full."""
+        live = self._live()
+        if not live:
+            return 0
+        oldest, newest = live[0], live[-1]
+        if newest[0] >= oldest[0]:  # live bytes are [oldest, newest end): room after it, or from 0
+            if newest[1] + nbytes <= self._arena_bytes:
+                return newest[1]
+            return 0 if nbytes <= oldest[0] else None
+        return newest[1] if newest[1] + nbytes <= oldest[0] else None  # wrapped around
+
+    def reserve(self, nbytes: int) -> memoryview | None:
+        """A shared buffer for the next unit's ``nbytes`` (waiting for older units to free space);
+        None when running inline or when the unit is larger than the arena (it then goes by pipe)."""
+        if self._pool is None or nbytes > self._arena_bytes or nbytes == 0:
+            return None
+        start = self._fit(nbytes)
+        while start is None:  # wait for the oldest unit; its result is collected by the next submit
+            size, handle, _ = self._pending.popleft()
+            handle.wait()
+            self._inflight_bytes -= size
+            self._ready.append(handle)
+            start = self._fit(nbytes)
+        self._reserved = (start, start + nbytes)
+        return memoryview(self._arena)[start:start + nbytes]
+
+    def unreserve(self) -> None:
+        """Give back the region of a unit that turned out not to need work (already journaled)."""
+        self._reserved = None
+
+    def submit(self, nbytes: int, fn, data, *args) -> list[UnitResult]:
+        """Queue ``fn(data, *args)``; return the results of units that finished meanwhile, in order.
+        ``data`` is bytes, or the buffer :meth:`reserve` returned."""
+        if self._pool is None:
+            return [fn(data, *args)]
+        region = None
+        if self._reserved is not None and isinstance(data, memoryview):
+            region, self._reserved = self._reserved, None
+            handle = self._pool.apply_async(_run_from_arena, (region[0], nbytes, fn, *args))
+        else:
+            handle = self._pool.apply_async(fn, (data, *args))
+        self._pending.append((nbytes, handle, region))
+        self._inflight_bytes += nbytes
+        done, self._ready = [h.get() for h in self._ready], []
+        while self._pending and (len(self._pending) > 2 * self.workers or self._inflight_bytes > INFLIGHT_BYTES
+                                 or self._pending[0][1].ready()):
+            done.append(self._pop())
+        return done
+
+    def _pop(self) -> UnitResult:
+        nbytes, handle, _ = self._pending.popleft()
+        self._inflight_bytes -= nbytes
+        return handle.get()
+
+    def drain(self) -> list[UnitResult]:
+        """Wait for every queued unit; return their results in order."""
+        done, self._ready = [h.get() for h in self._ready], []
+        return done + [self._pop() for _ in range(len(self._pending))]
+
+    def close(self) -> None:
+        """Stop the workers (at once: units in flight are abandoned; they are journaled only when done)."""
+        global _ARENA
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+            _ARENA = None
+        self._pending.clear()
+
+
+class Journal:
+    """The finished units of a split in progress: ``DST/meta/.journal-<split>.jsonl``, an identity
+    line (archive name, size, mtime, expected md5) then one JSON line per finished unit, appended and
+    flushed as units finish. A line cut short by a kill is dropped on the next load (that unit is
+    simply redone)."""
+
+    def __init__(self, path: Path, identity: dict, done: dict[str, UnitResult]):
+        self.path = path
+        self.done = done
+        self.written_this_run = 0
+        lines = [json.dumps(identity)] + [json.dumps(r.to_dict()) for r in done.values()]
+        atomic_write_text(path, "".join(line + "\n" for line in lines), fsync=False)
+        self._handle = open(path, "a", encoding="utf-8")
+
+    def record(self, result: UnitResult, split: str) -> None:
+        """Append a finished unit (flushed to the OS, so it survives a kill of this process)."""
+        self._handle.write(json.dumps(result.to_dict()) + "\n")
+        self._handle.flush()
+        self.done[result.unit] = result
+        self.written_this_run += 1
+        _crash_point(f"{split}:unit:{self.written_this_run}")
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+
+
+def read_journal(path: Path) -> tuple[dict | None, dict[str, UnitResult]]:
+    """(identity, finished units) of a journal file; ``(None, {})`` when there is none."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        identity = json.loads(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None, {}
+    done = {}
+    for line in lines[1:]:
+        try:
+            result = UnitResult.from_dict(json.loads(line))
+        except (ValueError, KeyError, TypeError):
+            continue  # cut short by a kill: the unit is redone
+        done[result.unit] = result
+    return identity, done
+
+
+def _archive_identity(archive: Path, md5: str) -> dict:
+    stat = archive.stat()
+    return {"archive": archive.name, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": md5}
+
+
+def discard_split(layout: TreeLayout, split: str) -> None:
+    """Remove everything a split wrote (its folder, journal, manifest and record), so nothing from a
+    bad archive can look prepared."""
+    record = read_prep_json(layout)
+    if split in record["splits"]:
+        del record["splits"][split]
+        atomic_write_text(layout.prep_json, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    shutil.rmtree(layout.split_dir(split), ignore_errors=True)
+    layout.journal(split).unlink(missing_ok=True)
+    layout.file_list(split).unlink(missing_ok=True)
+
+
+def open_journal(layout: TreeLayout, split: str, identity: dict) -> Journal:
+    """Resume the journal of an interrupted run of ``split`` on the same archive (same name, size,
+    mtime, expected md5); otherwise discard whatever the split's folder holds and start afresh."""
+    previous, done = read_journal(layout.journal(split))
+    if previous != identity:
+        discard_split(layout, split)
+        done = {}
+    return Journal(layout.journal(split), identity, done)
+
+
+def _stream_train(reader, archive: Path, devkit: Devkit, layout: TreeLayout, journal: Journal,
+                  workers: _Workers, bar: tqdm) -> None:
+    """Send each inner class tar of the train archive to the workers (skipping journaled ones)."""
+    expected = set(devkit.wnids)
+    seen: set[str] = set()
+    split_dir = layout.split_dir("train")
+    for match, data in iter_stream(reader, str(archive), TRAIN_CLASS_TAR, into=workers.reserve):
+        wnid = match.group(1)
+        if wnid not in expected:
+            raise ImnetError(f"{archive}: class tar {wnid}.tar is not one of the devkit's {len(expected)} classes")
+        if wnid in seen:
+            raise ImnetError(f"{archive}: class tar {wnid}.tar appears twice")
+        seen.add(wnid)
+        if wnid in journal.done:
+            workers.unreserve()
+            continue
+        for result in workers.submit(len(data), extract_class_tar, data, split_dir, wnid, str(archive)):
+            journal.record(result, "train")
+            bar.set_postfix(classes=len(journal.done), refresh=False)
+    for result in workers.drain():
+        journal.record(result, "train")
+    if seen != expected:
+        missing = sorted(expected - seen)
+        raise ImnetError(
+            f"{archive}: holds {len(seen)} class tars but the devkit lists {len(expected)} classes "
+            f"(missing e.g. {', '.join(missing[:3])}); the archive is incomplete"
+        )
+
+
+def _stream_val(reader, archive: Path, devkit: Devkit, layout: TreeLayout, journal: Journal,
+                workers: _Workers, bar: tqdm) -> None:
+    """Send the val images, in chunks, to the workers, each to ``val/<wnid>/`` of its ground truth."""
+    truth = devkit.val_class_indices
+    seen: set[int] = set()
+    split_dir = layout.split_dir("val")
+    chunk: list[tuple[str, str, bytes]] = []
+    chunk_bytes = 0
+    chunk_number = 0
+
+    def flush() -> None:
+        nonlocal chunk, chunk_bytes, chunk_number
+        unit = f"chunk-{chunk_number:06d}"
+        if unit not in journal.done:
+            for result in workers.submit(chunk_bytes, write_val_chunk, chunk, split_dir, unit):
+                journal.record(result, "val")
+                bar.set_postfix(images=sum(len(r.files) for r in journal.done.values()), refresh=False)
+        chunk, chunk_bytes, chunk_number = [], 0, chunk_number + 1
+
+    for match, data in iter_stream(reader, str(archive), VAL_IMAGE):
+        number = int(match.group(1))
+        if not 1 <= number <= len(truth):
+            raise ImnetError(
+                f"{archive}: {match.group(0)} has no line in the devkit's ground-truth file "
+                f"({len(truth)} lines); archive and devkit do not belong together"
+            )
+        if number in seen:
+            raise ImnetError(f"{archive}: {match.group(0)} appears twice")
+        seen.add(number)
+        chunk.append((devkit.classes[truth[number - 1]].wnid, match.group(0), data))
+        chunk_bytes += len(data)
+        if len(chunk) >= VAL_CHUNK_FILES or chunk_bytes >= VAL_CHUNK_BYTES:
+            flush()
+    if chunk:
+        flush()
+    for result in workers.drain():
+        journal.record(result, "val")
+    if len(seen) != len(truth):
+        raise ImnetError(
+            f"{devkit.path}: the ground-truth file has {len(truth)} lines but {archive} holds "
+            f"{len(seen)} images; archive and devkit do not belong together"
+        )
+
+
+def _split_record(split: str, archive: Path, md5: str, devkit: Devkit, results: list[UnitResult],
+                  started: float, workers: int) -> tuple[dict, list[tuple[str, int]]]:
+    """The split's ``prep.json`` record and its file list (DALI format entries, in manifest order)."""
+    index = {c.wnid: c.class_index for c in devkit.classes}
+    files = sorted(rel for r in results for rel, _ in r.files)
+    entries = [(rel, index[rel.split("/", 1)[0]]) for rel in files]
+    if split == "val":
+        entries.sort(key=lambda e: e[0].rsplit("/", 1)[1])  # val-number order (zero-padded names)
+    per_class: dict[str, dict] = {}
+    for result in results:
+        for rel, size in result.files:
+            counts = per_class.setdefault(rel.split("/", 1)[0], {"images": 0, "bytes": 0})
+            counts["images"] += 1
+            counts["bytes"] += size
+    quirks = sorted((q for r in results for q in r.quirks), key=lambda q: q["file"])
+    repaired = [q for q in quirks if q["kind"] not in ("grayscale", "undecodable") and q["action"] != "kept"]
+    present = {rel.rsplit("/", 1)[1] for rel in files}
+    record = {
+        "complete": True,
+        "archive": archive.name,
+        "md5": md5,
+        "archive_bytes": archive.stat().st_size,
+        "images": len(files),
+        "bytes": sum(c["bytes"] for c in per_class.values()),
+        "classes": dict(sorted(per_class.items())),
+        "repaired": repaired,
+        "grayscale": [q["file"] for q in quirks if q["kind"] == "grayscale"],
+        "undecodable": [q for q in quirks if q["kind"] == "undecodable"],
+        "quirks_vs_known": cross_check(split, [Quirk(**q) for q in quirks], present, known_quirks()),
+        "workers": workers,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.time() - started, 3),
+    }
+    return record, entries
+
+
+def write_split_record(layout: TreeLayout, split: str, split_record: dict, devkit: Devkit) -> None:
+    """Add ``split``'s completion record to ``prep.json``: temp file, fsync, rename (written last)."""
+    from PIL import __version__ as pil_version
+
+    record = read_prep_json(layout)
+    record["format"] = 1
+    record["imnet_version"] = imnet.__version__
+    record["versions"] = {"python": platform.python_version(), "PIL": pil_version}
+    record["devkit"] = {"archive": devkit.path.name, "md5": devkit.md5, "classes": len(devkit.classes),
+                        "val_images": len(devkit.val_class_indices)}
+    record["splits"][split] = split_record
+    tmp = layout.prep_json.with_name(".prep.json.part")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    _crash_point(f"{split}:record-temp")
+    os.replace(tmp, layout.prep_json)
+    dir_fd = os.open(layout.meta, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def prepare_split(split: str, archive: Path, md5: str, checksums_name: str, devkit: Devkit,
+                  layout: TreeLayout, workers: _Workers, progress: bool = True) -> dict:
+    """Stream, verify and extract one split's archive into ``layout``; write its manifests and its
+    completion record. Returns the split's record. A bad archive leaves nothing of the split behind."""
+    started = time.time()
+    journal = open_journal(layout, split, _archive_identity(archive, md5))
+    size = archive.stat().st_size
+    bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=f"prep {split}",
+               file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    try:
+        with HashingReader(archive, on_read=bar.update) as reader:
+            stream = _stream_train if split == "train" else _stream_val
+            stream(reader, archive, devkit, layout, journal, workers, bar)
+            reader.drain()
+            digest = reader.hexdigest()
+        check_digest(archive, digest, md5, checksums_name)
+    except ImnetError as err:
+        bar.close()
+        journal.close()
+        workers.close()  # stop writers still in flight before removing what they wrote
+        discard_split(layout, split)
+        raise ImnetError(f"{err} [nothing of the {split} split was kept]") from err
+    finally:
+        bar.close()
+        journal.close()
+    results = sorted(journal.done.values(), key=lambda r: r.unit)
+    record, entries = _split_record(split, archive, digest, devkit, results, started, workers.workers)
+    write_classes(layout.classes_tsv, devkit.classes)
+    write_file_list(layout.file_list(split), entries)
+    # Images are not fsynced one by one (a kill cannot lose what the OS holds; a system-wide sync
+    # here costs seconds on a busy machine): the record is fsynced, so prep's guarantee is against
+    # crashes of prep, not against power loss, where `imnet prep --reverify` checks the tree.
+    _crash_point(f"{split}:manifests")
+    write_split_record(layout, split, record, devkit)
+    _crash_point(f"{split}:record")
+    journal.path.unlink(missing_ok=True)
+    return record
+
+
+def _expected_bytes(archive: Path, md5: str) -> int:
+    """The bytes a split will take: the official size for an official archive, else its file size."""
+    official = official_archives().get(archive.name)
+    if official and official.get("md5") == md5 and "bytes" in official:
+        return int(official["bytes"])
+    return archive.stat().st_size
+
+
+def _check_archive(archive: Path, md5: str | None, checksums_name: str) -> str:
+    """Up-front checks of one archive: present, listed in the checksums, and the official size when
+    it is an official archive. Returns its expected md5."""
+    if not archive.is_file():
+        raise ImnetError(f"missing archive {archive}; download {archive.name} from image-net.org into --src")
+    if md5 is None:
+        raise ImnetError(f"{checksums_name}: no checksum for {archive.name}")
+    official = official_archives().get(archive.name)
+    if official and official.get("md5") == md5 and "bytes" in official:
+        actual = archive.stat().st_size
+        if actual != official["bytes"]:
+            raise ImnetError(
+                f"{archive}: {actual} bytes, the official archive has {official['bytes']}; "
+                f"the download is incomplete or corrupt"
+            )
+    return md5
+
+
+def _reverify(split: str, src: Path, layout: TreeLayout, split_record: dict, progress: bool) -> None:
+    """``--reverify`` on a complete split: re-hash its archive and check every file's presence and
+    the per-class sizes; raises :class:`ImnetError` on any difference, changes nothing."""
+    archive = src / split_record["archive"]
+    if not archive.is_file():
+        raise ImnetError(f"missing archive {archive}; --reverify needs it to re-hash")
+    with tqdm(total=archive.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+              desc=f"re-hash {split}", file=sys.stderr, disable=not progress) as bar:
+        digest = md5_file(archive, on_read=bar.update)
+    check_digest(archive, digest, split_record["md5"], str(layout.prep_json))
+    problems = verify_split(layout, split, split_record=split_record, decode=False, progress=progress)
+    if problems:
+        raise ImnetError(f"{layout.dst}: the {split} split differs from its record: {problems[0]}"
+                         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+
+
+def prepare(src: Path, dst: Path, checksums: Path | None = None, only: str | None = None,
+            workers: int | None = None, reverify: bool = False, progress: bool = True) -> dict:
+    """Prepare ILSVRC2012 from the archives in ``src`` into the tree ``dst`` (DESIGN.md layout).
+
+    ``checksums``: an md5sum-format file replacing the shipped official MD5s; ``only``: ``"train"``
+    or ``"val"`` to prepare one split; ``workers``: extraction processes (default: CPU count);
+    ``reverify``: on an already prepared split, re-hash the archive and check the tree.
+    Returns a summary: ``{"dst", "seconds", "splits": {split: {"status", "images", "bytes",
+    "repaired", "seconds"}}}``. User errors raise :class:`ImnetError`.
+    """
+    t0 = time.time()
+    src, dst = Path(src), Path(dst)
+    if only not in (None, *SPLITS):
+        raise ImnetError(f"--only must be train or val, not {only!r}")
+    splits = [only] if only else list(SPLITS)
+    if not src.is_dir():
+        raise ImnetError(f"--src {src} is not a folder holding the ILSVRC2012 archives")
+    check_src_dst(src, dst)
+    if dst.exists() and not dst.is_dir():
+        raise ImnetError(f"--dst {dst} is not writable: it exists and is not a folder")
+    layout = TreeLayout(dst)
+    record = read_prep_json(layout) if dst.is_dir() else {"splits": {}}
+    summary: dict = {"dst": str(dst), "splits": {}}
+
+    todo = []
+    for split in splits:
+        split_record = record["splits"].get(split, {})
+        if split_is_complete(record, split):
+            problems = quick_check(layout, split, split_record)
+            if not problems:
+                # Left over when a run was killed between the record and the clean-up.
+                layout.journal(split).unlink(missing_ok=True)
+                if reverify:
+                    _reverify(split, src, layout, split_record, progress)
+                summary["splits"][split] = {"status": "reverified" if reverify else "already prepared",
+                                            "images": split_record["images"], "bytes": split_record["bytes"],
+                                            "repaired": len(split_record["repaired"]), "seconds": 0.0}
+                continue
+            print(f"imnet prep: {split} was marked complete but {problems[0]}; preparing it again",
+                  file=sys.stderr)
+            discard_split(layout, split)
+        todo.append(split)
+    if not todo:
+        summary["seconds"] = round(time.time() - t0, 3)
+        return summary
+
+    checksums_name = str(checksums) if checksums else "the shipped manifests/ILSVRC2012.md5"
+    md5s = read_checksums(checksums)
+    devkit_path = src / ARCHIVES["devkit"]
+    devkit_md5 = _check_archive(devkit_path, md5s.get(devkit_path.name), checksums_name)
+    archives = {split: src / ARCHIVES[split] for split in todo}
+    expected = {split: _check_archive(path, md5s.get(path.name), checksums_name) for split, path in archives.items()}
+
+    needed = 0
+    for split, archive in archives.items():
+        needed += int(_expected_bytes(archive, expected[split]) * DISK_MARGIN)
+        needed -= sum(r.bytes for r in read_journal(layout.journal(split))[1].values())  # resuming
+    check_disk_space(dst, needed, " and ".join(todo))
+
+    devkit = parse_devkit(devkit_path)
+    check_digest(devkit_path, devkit.md5, devkit_md5, checksums_name)
+    ensure_writable_dir(dst)
+
+    pool = _Workers(workers if workers is not None else (os.cpu_count() or 1))
+    try:
+        for split in todo:
+            split_record = prepare_split(split, archives[split], expected[split], checksums_name, devkit,
+                                         layout, pool, progress)
+            summary["splits"][split] = {"status": "prepared", "images": split_record["images"],
+                                        "bytes": split_record["bytes"], "repaired": len(split_record["repaired"]),
+                                        "seconds": split_record["seconds"]}
+    finally:
+        pool.close()
+    summary["seconds"] = round(time.time() - t0, 3)
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """One line for stdout: what each split is now, and where."""
+    parts = []
+    for split, info in summary["splits"].items():
+        rate = info["images"] / info["seconds"] if info["seconds"] else 0
+        extra = f", {rate:.0f} images/s" if info["status"] == "prepared" and rate else ""
+        parts.append(f"{split} {info['status']}: {info['images']} images, {info['bytes'] / 1e6:.1f} MB, "
+                     f"{info['repaired']} repaired{extra}")
+    return f"{'; '.join(parts)} -> {summary['dst']} ({summary['seconds']:.1f}s)"
