@@ -3,19 +3,20 @@
 ``evaluate(EvalOptions(...))`` runs models over a prepared val split (:mod:`imnet.eval.runner`);
 :mod:`~imnet.eval.metrics` and :mod:`~imnet.eval.crops` hold the arithmetic, :mod:`~imnet.eval.real` the
 ReaL file, :mod:`~imnet.eval.store` ``predictions.h5``, :mod:`~imnet.eval.report` the results tables
-and plot, :mod:`~imnet.eval.distributed` the torchrun gather. The runner is imported lazily: the
-metrics, the store and the reports need neither a model nor the loaders.
+and plot, :mod:`~imnet.eval.distributed` the torchrun gather. Names are imported on first use, so
+reading a store (h5py, numpy) does not import torch or the zoo.
 """
-from imnet.eval.metrics import TopK, rank_classes, real_accuracy, topk_accuracy
-from imnet.eval.real import find_real_labels, load_real_labels
+import importlib
 
-__all__ = ["EvalOptions", "TopK", "evaluate", "find_real_labels", "load_real_labels", "rank_classes",
-           "real_accuracy", "topk_accuracy"]
+_EXPORTS = {
+    "EvalOptions": "runner", "evaluate": "runner", "report_from_store": "runner",
+    "TopK": "metrics", "rank_classes": "metrics", "real_accuracy": "metrics", "topk_accuracy": "metrics",
+    "find_real_labels": "real", "load_real_labels": "real",
+}
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    if name in ("evaluate", "EvalOptions"):
-        from imnet.eval import runner
-
-        return getattr(runner, name)
-    raise AttributeError(f"module 'imnet.eval' has no attribute {name!r}")
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

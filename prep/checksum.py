@@ -7,7 +7,9 @@ the digest covers the whole file. One read pass per archive, no separate checksu
 from __future__ import annotations
 
 import hashlib
+import queue
 import re
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,21 +41,58 @@ def read_checksums(path: Path | None = None) -> dict[str, str]:
 
 class HashingReader:
     """A read-only file object over ``path`` that MD5-hashes every byte read and calls
-    ``on_read(nbytes)`` (e.g. a progress bar's update) as it goes."""
+    ``on_read(nbytes)`` (e.g. a progress bar's update) as it goes.
 
-    def __init__(self, path: Path, on_read=None):
+    With ``threaded``, hashing runs in a background thread (``hashlib`` releases the GIL), so reading
+    and dispatching the next member overlaps hashing the last one. Buffers handed to
+    :meth:`readinto` must then stay unchanged until :meth:`wait_hashed` has passed their end.
+    """
+
+    def __init__(self, path: Path, on_read=None, threaded: bool = False):
         self.path = Path(path)
         self._file: BinaryIO = open(self.path, "rb")
         self._md5 = hashlib.md5()
         self._on_read = on_read
         self.bytes_read = 0
+        self._hashed = 0
+        self._queue: queue.SimpleQueue | None = None
+        if threaded:
+            self._queue = queue.SimpleQueue()
+            self._progress = threading.Condition()
+            self._thread = threading.Thread(target=self._hash_loop, name="md5", daemon=True)
+            self._thread.start()
+
+    def _hash_loop(self) -> None:
+        while True:
+            data = self._queue.get()
+            if data is None:
+                return
+            self._md5.update(data)
+            with self._progress:
+                self._hashed += len(data)
+                self._progress.notify_all()
+
+    def _feed(self, data) -> None:
+        self.bytes_read += len(data)
+        if self._queue is None:
+            self._md5.update(data)
+            self._hashed = self.bytes_read
+        elif len(data):
+            self._queue.put(data)
+        if self._on_read is not None and len(data):
+            self._on_read(len(data))
+
+    def wait_hashed(self, upto: int | None = None) -> None:
+        """Block until the first ``upto`` bytes (default: all read so far) are hashed."""
+        upto = self.bytes_read if upto is None else upto
+        if self._queue is None:
+            return
+        with self._progress:
+            self._progress.wait_for(lambda: self._hashed >= upto)
 
     def read(self, size: int = -1) -> bytes:
         data = self._file.read(size)
-        self._md5.update(data)
-        self.bytes_read += len(data)
-        if self._on_read is not None and data:
-            self._on_read(len(data))
+        self._feed(data)
         return data
 
     def readinto(self, buffer: memoryview) -> int:
@@ -64,10 +103,7 @@ class HashingReader:
             if not count:
                 break
             filled += count
-        self._md5.update(buffer[:filled])
-        self.bytes_read += filled
-        if self._on_read is not None and filled:
-            self._on_read(filled)
+        self._feed(buffer[:filled])
         return filled
 
     def tell(self) -> int:
@@ -91,9 +127,15 @@ class HashingReader:
 
     def hexdigest(self) -> str:
         """MD5 of everything read so far."""
+        self.wait_hashed()
         return self._md5.hexdigest()
 
     def close(self) -> None:
+        """Close the file; the hashing thread finishes what is queued and stops."""
+        if self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
         self._file.close()
 
     def __enter__(self) -> "HashingReader":

@@ -50,7 +50,9 @@ ARCHIVES = {
 VAL_CHUNK_FILES = 256
 VAL_CHUNK_BYTES = 32 << 20
 INFLIGHT_BYTES = 1 << 30
-ARENA_BYTES = 768 << 20  # virtual; pages are only used as units pass through
+# Shared-memory ring for the inner class tars: room for a few units per worker, reused as they pass
+# (a small ring stays in cache and avoids page faults); units larger than it go by pipe.
+ARENA_MIN, ARENA_MAX = 64 << 20, 2 << 30
 # The written tree takes a little more than the archive: file-system blocks round each file up.
 DISK_MARGIN = 1.02
 CRASH_ENV = "IMNET_PREP_CRASH_AT"
@@ -90,21 +92,31 @@ class _Workers:
     order, with a bound on the bytes in flight. Large units (inner class tars) travel through a ring
     buffer of shared memory: :meth:`reserve` a region, read the archive into it, :meth:`submit`."""
 
-    def __init__(self, workers: int, arena_bytes: int = ARENA_BYTES):
+    def __init__(self, workers: int, arena_bytes: int = ARENA_MIN):
         global _ARENA
         self.workers = workers
         self._pool = None
-        self._pending: collections.deque = collections.deque()  # (nbytes, async result, region)
+        # (nbytes, async result, arena region or None, archive offset where the unit's bytes end)
+        self._pending: collections.deque = collections.deque()
         self._inflight_bytes = 0
         self._ready: list = []  # finished units whose results are not collected yet
         self._reserved: tuple[int, int] | None = None
+        self.reader: HashingReader | None = None  # set per split: arena bytes must be hashed before reuse
         if workers > 1:
             _ARENA = self._arena = mmap.mmap(-1, arena_bytes)
             self._arena_bytes = arena_bytes
             self._pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init)
 
     def _live(self) -> list[tuple[int, int]]:
-        return [region for _, _, region in self._pending if region is not None]
+        return [region for _, _, region, _ in self._pending if region is not None]
+
+    def _retire(self, entry) -> None:
+        """Free a finished unit's arena region once the hashing thread has passed its bytes too."""
+        nbytes, handle, region, file_end = entry
+        handle.wait()
+        if region is not None and self.reader is not None:
+            self.reader.wait_hashed(file_end)
+        self._inflight_bytes -= nbytes
 
     def _fit(self, nbytes: int) -> int | None:
         """Start of a free arena region of ``nbytes`` after the newest live one, or None if full."""
@@ -125,16 +137,17 @@ class _Workers:
             return None
         start = self._fit(nbytes)
         while start is None:  # wait for the oldest unit; its result is collected by the next submit
-            size, handle, _ = self._pending.popleft()
-            handle.wait()
-            self._inflight_bytes -= size
-            self._ready.append(handle)
+            entry = self._pending.popleft()
+            self._retire(entry)
+            self._ready.append(entry[1])
             start = self._fit(nbytes)
         self._reserved = (start, start + nbytes)
         return memoryview(self._arena)[start:start + nbytes]
 
     def unreserve(self) -> None:
         """Give back the region of a unit that turned out not to need work (already journaled)."""
+        if self._reserved is not None and self.reader is not None:
+            self.reader.wait_hashed()
         self._reserved = None
 
     def submit(self, nbytes: int, fn, data, *args) -> list[UnitResult]:
@@ -148,7 +161,7 @@ class _Workers:
             handle = self._pool.apply_async(_run_from_arena, (region[0], nbytes, fn, *args))
         else:
             handle = self._pool.apply_async(fn, (data, *args))
-        self._pending.append((nbytes, handle, region))
+        self._pending.append((nbytes, handle, region, self.reader.tell() if self.reader else 0))
         self._inflight_bytes += nbytes
         done, self._ready = [h.get() for h in self._ready], []
         while self._pending and (len(self._pending) > 2 * self.workers or self._inflight_bytes > INFLIGHT_BYTES
@@ -157,9 +170,9 @@ class _Workers:
         return done
 
     def _pop(self) -> UnitResult:
-        nbytes, handle, _ = self._pending.popleft()
-        self._inflight_bytes -= nbytes
-        return handle.get()
+        entry = self._pending.popleft()
+        self._retire(entry)
+        return entry[1].get()
 
     def drain(self) -> list[UnitResult]:
         """Wait for every queued unit; return their results in order."""
@@ -393,11 +406,13 @@ def prepare_split(split: str, archive: Path, md5: str, checksums_name: str, devk
     bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=f"prep {split}",
                file=sys.stderr, disable=not progress, dynamic_ncols=True)
     try:
-        with HashingReader(archive, on_read=bar.update) as reader:
+        with HashingReader(archive, on_read=bar.update, threaded=True) as reader:
+            workers.reader = reader
             stream = _stream_train if split == "train" else _stream_val
             stream(reader, archive, devkit, layout, journal, workers, bar)
             reader.drain()
             digest = reader.hexdigest()
+            workers.reader = None
         check_digest(archive, digest, md5, checksums_name)
     except ImnetError as err:
         bar.close()
@@ -527,7 +542,10 @@ def prepare(src: Path, dst: Path, checksums: Path | None = None, only: str | Non
     check_digest(devkit_path, devkit.md5, devkit_md5, checksums_name)
     ensure_writable_dir(dst)
 
-    pool = _Workers(workers if workers is not None else (os.cpu_count() or 1))
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    unit_bytes = archives["train"].stat().st_size / len(devkit.classes) if "train" in archives else 0
+    arena_bytes = int(min(ARENA_MAX, max(ARENA_MIN, (workers + 2) * 1.5 * unit_bytes)))
+    pool = _Workers(workers, arena_bytes)
     try:
         for split in todo:
             split_record = prepare_split(split, archives[split], expected[split], checksums_name, devkit,

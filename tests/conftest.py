@@ -6,6 +6,7 @@ import torch
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: heavy test (large models, long runs)")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped cleanly without one")
+    config.addinivalue_line("markers", "demo: the `imnet demo` end-to-end run (select with -m demo)")
 
 
 def pytest_collection_modifyitems(config, items):

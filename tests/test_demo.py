@@ -1,6 +1,6 @@
 """imnet demo end to end, at a small size: fake archives -> prep -> train -> eval (1/5/10 crops + ReaL).
 
-Run it alone with ``pytest tests/test_demo.py``. A second run must reuse every step.
+Run it alone with ``pytest -m demo``. A second run must reuse every step.
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import torch
 
 from imnet.cli import main
 from imnet.errors import ImnetError
+
+pytestmark = pytest.mark.demo
 
 SMALL = ["--classes", "4", "--train-per-class", "24", "--val", "24", "--epochs", "3", "--batch-size", "16",
          "--loader", "torch", "--workers", "0", "--no-progress"]

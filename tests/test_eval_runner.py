@@ -152,6 +152,10 @@ def test_cli_limit_real_resume_and_from_store(tree, tmp_path):
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and "reused" in again.output
     assert (out / "predictions.h5").stat().st_mtime_ns == stamp
+    forced = CliRunner().invoke(cli, args + ["--force", "--crops", "5"])   # redone, now with 1, 5, 10
+    assert forced.exit_code == 0 and "reused" not in forced.output
+    assert set(read_model(out / "predictions.h5", ARCH).logits) == {1, 5, 10}
+    assert np.array_equal(read_model(out / "predictions.h5", ARCH).logits[10], preds.logits[10])
     # --from-store recomputes the same table without a model
     (out / "results.csv").rename(out / "first.csv")
     recomputed = CliRunner().invoke(cli, ["eval", "--from-store", str(out / "predictions.h5"),

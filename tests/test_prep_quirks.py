@@ -135,3 +135,70 @@ def test_shared_memory_ring_hands_every_unit_its_own_bytes():
     finally:
         workers.close()
     assert results == expected
+
+
+def test_threaded_hash_survives_arena_reuse(tmp_path):
+    """The archive is read into a small, often reused shared ring while a thread hashes it: the
+    digest must equal the file's MD5 and every worker must see its own bytes."""
+    import hashlib
+    import os
+
+    from imnet.prep.checksum import HashingReader
+    from imnet.prep.pipeline import _Workers
+
+    payload = os.urandom(400_000)
+    path = tmp_path / "archive.bin"
+    path.write_bytes(payload)
+    workers = _Workers(2, arena_bytes=64_000)
+    sizes = [7_000, 30_000, 64_000, 1_000, 45_000] * 12
+    results, expected, offset = [], [], 0
+    try:
+        with HashingReader(path, threaded=True) as reader:
+            workers.reader = reader
+            for tag, size in enumerate(sizes):
+                size = min(size, len(payload) - offset)
+                if size <= 0:
+                    break
+                buffer = workers.reserve(size)
+                assert reader.readinto(buffer) == size
+                expected.append((tag, size, hashlib.md5(payload[offset:offset + size]).hexdigest()))
+                offset += size
+                results += workers.submit(size, _digest_unit, buffer, tag)
+            results += workers.drain()
+            reader.drain()
+            assert reader.hexdigest() == hashlib.md5(payload).hexdigest()
+    finally:
+        workers.close()
+    assert results == expected
+
+
+def test_undecodable_image_is_kept_and_reported_by_name(tmp_path):
+    """A file PIL cannot identify inside a class tar: prep keeps it, lists it under 'undecodable' in
+    prep.json, and imnet verify --decode names it."""
+    import shutil
+    import tarfile
+
+    from imnet.prep import verify_tree
+    from imnet.testing.fake import add_bytes, write_checksums
+
+    fake = fake_ilsvrc(tmp_path / "src", classes=3, train_per_class=2, val=3, image_size=(16, 16), quirks=False)
+    wnid = fake.wnids[1]
+    with tarfile.open(fake.train_tar) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar]
+    with tarfile.open(fake.train_tar, "w") as tar:
+        for member, content in members:
+            if member.name == f"{wnid}.tar":
+                buffer = io.BytesIO(content)
+                with tarfile.open(fileobj=buffer, mode="a") as inner:
+                    add_bytes(inner, f"{wnid}_999.JPEG", b"this is not an image")
+                content = buffer.getvalue()
+                member.size = len(content)
+            tar.addfile(member, io.BytesIO(content))
+    write_checksums(fake.checksums, [fake.train_tar, fake.val_tar, fake.devkit])
+    prepare(fake.root, tmp_path / "data", checksums=fake.checksums, workers=1, progress=False)
+    record = json.loads((tmp_path / "data" / "meta" / "prep.json").read_text())["splits"]["train"]
+    assert [q["file"] for q in record["undecodable"]] == [f"train/{wnid}/{wnid}_999.JPEG"]
+    assert record["repaired"] == [] and record["images"] == 7
+    report = verify_tree(tmp_path / "data", decode=True, progress=False)
+    assert len(report.problems) == 1 and f"{wnid}_999.JPEG does not decode" in report.problems[0]
+    shutil.rmtree(tmp_path / "src")

@@ -249,6 +249,12 @@ def _foreign(path: Path) -> None:
     torch.save({"state_dict": {"fc.weight": torch.zeros(2, 2)}, "epoch": 3}, path)
 
 
+def _old_script(path: Path) -> None:
+    import argparse
+
+    torch.save({"model": {"fc.weight": torch.zeros(2, 2)}, "args": argparse.Namespace(lr=0.1)}, path)
+
+
 def _other_arch(path: Path) -> None:
     state = torch.load(path, weights_only=True)
     state["arch"] = "resnet50"
@@ -259,6 +265,7 @@ def _other_arch(path: Path) -> None:
     (_truncate, "corrupt or truncated checkpoint"),
     (_garbage, "corrupt or truncated checkpoint"),
     (_foreign, "not an imnet training checkpoint"),
+    (_old_script, "not an imnet training checkpoint (it holds Python objects"),
     (_other_arch, "checkpoint is for arch 'resnet50'"),
 ])
 def test_corrupt_or_foreign_checkpoint_names_the_file(stopped_run, tmp_path, damage, expected):
@@ -269,6 +276,7 @@ def test_corrupt_or_foreign_checkpoint_names_the_file(stopped_run, tmp_path, dam
         train(TrainConfig(resume=run_dir, data=Path(json.loads((run_dir / "run.json").read_text())["data"]),
                           loader="torch", workers=0, progress=False))
     assert str(run_dir / "last.pth") in str(err.value) and expected in str(err.value)
+    assert "\n" not in str(err.value)  # the CLI prints it as one line
 
 
 def test_resume_errors(stopped_run, tmp_path, tree):
@@ -276,6 +284,8 @@ def test_resume_errors(stopped_run, tmp_path, tree):
         train(TrainConfig(resume=tmp_path / "nothing", progress=False))
     with pytest.raises(ImnetError, match="already holds an `imnet train` run; continue it with --resume"):
         train(config(tree, stopped_run))
+    with pytest.raises(ImnetError, match=r"--arch is required \(or --resume RUN_DIR\)"):
+        train(TrainConfig(data=tree, progress=False))
     with pytest.raises(ImnetError, match="run is for arch 'cifar_resnet20', not 'resnet18'"):
         train(TrainConfig(resume=stopped_run, arch="resnet18", progress=False))
 

@@ -291,18 +291,27 @@ def test_dla_rows_decompose_exactly(name: str) -> None:
     assert count_params(model) + official_unused_project_params(model) + UNIDENTIFIED == published
 
 
-def test_parc_rejects_an_input_of_another_size() -> None:
-    model = zoo.create_model("parc_mobilenetv2_cifar100")
+@pytest.mark.parametrize("name", ["parc_mobilenetv2_cifar100", "shufflenetv2_cifar100_efv2ds"])
+def test_fixed_size_models_reject_an_input_of_another_size(name: str) -> None:
+    model = zoo.create_model(name).eval()
     with pytest.raises(ImnetError, match="32x32"):
         model(torch.randn(1, 3, 64, 48))
 
 
-@pytest.mark.parametrize("name", ["pmi_googlenet_v1_lrn", "pmi_googlenet_v2", "pmi_resnext50_4x24d", "pmi_densenet121",
-                                  "pmi_vgg11", "pmi_preactresnet50", "pmi_mobilenetv2", "pmi_peleenet",
-                                  "pmi_igcv3_d_070", "pmi_squeezenet_complex_bypass", "pmi_sqnxt23v5_w1"])
-def test_classic_natives_forward(name: str) -> None:
+_OWN_CODE = ["pmi_googlenet_v1_lrn", "pmi_googlenet_v2", "pmi_mobilenetv2", "pmi_peleenet", "pmi_igcv3_d_070",
+             "pmi_squeezenet_complex_bypass", "pmi_sqnxt23v5_w1", "pmi_preactresnet18"]
+_LIBRARY_BODIES = ["pmi_resnext50_4x24d", "pmi_densenet121", "pmi_vgg11", "pmi_resnet18", "pmi_preactresnet50",
+                   "pmi_dla46x_c", "pmi_darknet53"]
+
+
+@pytest.mark.parametrize("name", _OWN_CODE + _LIBRARY_BODIES)
+def test_classic_natives_output_shape_at_224(name: str) -> None:
     with torch.device("meta"), torch.no_grad():  # the shape at 224x224, without the compute
         assert zoo.create_model(name, num_classes=7)(torch.empty(1, 3, 224, 224)).shape == (1, 7)
+
+
+@pytest.mark.parametrize("name", _OWN_CODE)
+def test_classic_natives_compute_finite_logits(name: str) -> None:
     model = zoo.create_model(name, num_classes=7).eval()
     with torch.no_grad():  # real numbers at a small size (global pooling heads)
         out = model(torch.randn(1, 3, 64, 64))

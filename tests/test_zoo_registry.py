@@ -116,12 +116,15 @@ def test_check_rules(published, params, macs, status):
 
 
 def test_check_passes_for_every_native_and_adapter_model():
-    mine = [n for n in zoo.list_models() if zoo.get_config(n).family in NATIVE_FAMILIES] + [r[0] for r in _CLASSIC]
+    # The CIFAR ResNets' table counts are checked in test_zoo_torch_resnet (building the 1000-layer
+    # ones twice would double the cost).
+    mine = [n for n in zoo.list_models() if zoo.get_config(n).family in NATIVE_FAMILIES
+            and not n.startswith("cifar_")] + [r[0] for r in _CLASSIC]
     results = check_models(mine, progress=False)
     assert [r.name for r in results if r.status == "failed"] == []
     checked = {r.name for r in results}
-    # Every native model with a published count is checked; SimpleNet/VanillaNet/CIFAR ones all have one.
-    assert {n for n in zoo.list_models(["simplenet*", "vanillanet*", "cifar_resnet*", "cifar_preact_resnet*"])} <= checked
+    # Every SimpleNet and VanillaNet has a published count, so each is checked.
+    assert set(zoo.list_models(["simplenet*", "vanillanet*"])) <= checked
     explained = {r.name for r in results if r.status == "explained"}
     assert explained == {"simplenet_cifar", "inception_v3", "inception_v4"} | set(zoo.list_models("efficientnet_b?"))
 

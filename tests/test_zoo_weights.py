@@ -214,7 +214,7 @@ def test_nothing_resolves_offline_names_every_place(tmp_path):
     assert "$IMNET_RUNS (not set)" in reason
     with pytest.raises(ImnetError, match="simplenetv1_small_m1_05: no weights found; looked in"):
         zoo.create_model("simplenetv1_small_m1_05", pretrained=True)
-    assert "no official weights published" in resolve_weights("vanillanet_13")[1]
+    assert "no official weights published" in resolve_weights("cifar_resnet20")[1]
 
 
 def test_download_lands_where_resolution_finds_it(tmp_path, monkeypatch):

@@ -61,11 +61,12 @@ def load_checkpoint(path: Path, arch: str | None = None) -> dict:
         # weights_only: a checkpoint is data; nothing in it may run code when loaded.
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
+        if "Unsupported global" in str(err):
             # e.g. an old training script's checkpoint holding an argparse.Namespace
             raise ImnetError(f"{path}: not an imnet training checkpoint (it holds Python objects beyond "
                              "tensors and plain data, which imnet never writes)") from None
-        raise ImnetError(f"{path}: corrupt or truncated checkpoint, cannot be read ({err})") from None
+        detail = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:120]
+        raise ImnetError(f"{path}: corrupt or truncated checkpoint, cannot be read (unpickling failed: {detail})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
         raise ImnetError(f"{path}: corrupt or truncated checkpoint, cannot be read ({reason[:200]})") from None

@@ -545,7 +545,8 @@ class _Run:
                     raise KeyError("ema")
                 self.ema.load_state_dict(state["ema"])
         except (KeyError, RuntimeError, ValueError) as err:
-            raise ImnetError(f"{path}: checkpoint does not match this run's model/optimizer ({str(err)[:300]})") from None
+            raise ImnetError(f"{path}: checkpoint does not match this run's model/optimizer "
+                             f"({' '.join(str(err).split())[:300]})") from None
         self.num_updates = int(state["num_updates"])
         self.history = list(state.get("history", []))
         best = state.get("best") or {}

@@ -205,7 +205,7 @@ def _read_recipe_file(path: Path) -> Recipe:
         text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
-        raise ImnetError(f"{path}: cannot read recipe file ({err.__class__.__name__}: {err})") from None
+        raise ImnetError(f"{path}: cannot read recipe file ({err.__class__.__name__}: {' '.join(str(err).split())})") from None
     if not isinstance(data, dict):
         raise ImnetError(f"{path}: a recipe file must be a mapping of field: value, got {type(data).__name__}")
     base_name = data.pop("base", "classic")

@@ -20,10 +20,10 @@ import torch
 import torch.nn as nn
 import torchvision.models.mobilenetv3 as tv_mobilenetv3
 import torchvision.models.mobilenetv2 as tv_mobilenetv2
-import torchvision.models.shufflenetv2 as tv_shufflenetv2
 from timm.models.efficientformer_v2 import Attention2dDownsample
 
-from imnet.zoo.padding_free import CIFAR100_MEAN, CIFAR100_STD, _create
+from imnet.errors import ImnetError
+from imnet.zoo.padding_free import CIFAR100_MEAN, CIFAR100_STD, build_body
 from imnet.zoo.parc import ParCMobileNetV2, ParCOperator
 from imnet.zoo.registry import ModelConfig, Published, register_model
 
@@ -40,11 +40,17 @@ class EfficientFormerDownsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn(self.conv(x))
-        return out + self.attn(x) if self.attn is not None else out
+        if self.attn is None:
+            return out
+        if tuple(x.shape[-2:]) != self.attn.resolution:
+            raise ImnetError(f"this EfficientFormerV2 attention downsampling is built for "
+                             f"{self.attn.resolution[0]}x{self.attn.resolution[1]} feature maps (32x32 "
+                             f"inputs), got {x.shape[-2]}x{x.shape[-1]}; use --img-size 32")
+        return out + self.attn(x)
 
 
 def _mobilenetv3(num_classes: int) -> nn.Module:
-    model = _create("mobilenetv3_large", num_classes, "cifar100", padding_free=False)
+    model = build_body("mobilenetv3_large", num_classes, "cifar100", padding_free=False)
     size = 32
     for i, block in enumerate(model.features):
         if isinstance(block, tv_mobilenetv3.InvertedResidual) and block._is_cn:
@@ -55,7 +61,7 @@ def _mobilenetv3(num_classes: int) -> nn.Module:
 
 
 def _ghostnet(num_classes: int) -> nn.Module:
-    model = _create("ghostnet", num_classes, "cifar100", padding_free=False)
+    model = build_body("ghostnet", num_classes, "cifar100", padding_free=False)
     size = 32
     for stage in model.blocks:
         for i, block in enumerate(stage):
@@ -68,7 +74,7 @@ def _ghostnet(num_classes: int) -> nn.Module:
 
 
 def _shufflenetv2(num_classes: int) -> nn.Module:
-    model = _create("shufflenetv2", num_classes, "cifar100", padding_free=False)
+    model = build_body("shufflenetv2", num_classes, "cifar100", padding_free=False)
     size, in_chs = 32, model.conv1[0].out_channels
     for stage in (model.stage2, model.stage3, model.stage4):
         out_chs = stage[1].branch2[0].in_channels * 2

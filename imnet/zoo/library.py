@@ -33,8 +33,8 @@ def _timm_config(name: str, library_name: str, family: str, source: str, publish
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(library_name)
-    if cfg is None:
-        raise ImnetError(f"timm has no eval config for {library_name!r}")
+    if cfg is None:  # a timm architecture without pretrained configs: imnet's defaults, no weights
+        return ModelConfig(name=name, family=family, source=source, published=published, **overrides)
     weights = None
     if cfg.hf_hub_id or cfg.url:
         weights = WeightsSource(url=cfg.url or None, hf_hub_id=cfg.hf_hub_id or None,

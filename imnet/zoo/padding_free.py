@@ -195,7 +195,9 @@ _GHOSTNET_CFGS = [
 ]
 
 
-def _create(family: str, num_classes: int, dataset: str, padding_free: bool) -> nn.Module:
+def build_body(family: str, num_classes: int, dataset: str, padding_free: bool) -> nn.Module:
+    """The seed's network ``family`` (mobilenetv3_large, ghostnet, shufflenetv2) for ``dataset``
+    (cifar100: CIFAR strides; vegfru292 or in1k: ImageNet strides), as original or padding-free twin."""
     cifar = dataset == "cifar100"
     stride = 1 if cifar else 2
     if family == "mobilenetv3_large":
@@ -238,9 +240,8 @@ _FLOPS_NOTE = ("the seed's FLOPs column is thop's multiply-add count, which adds
                "pooling terms to the conv/linear MACs measured here (FlopCounterMode / 2): a few "
                "percent higher")
 
-# name, family, dataset, padding_free, table, published params (M, 3 decimals), seed FLOPs (M), top-1
+# family, dataset, padding-free, seed table, params (M, 3 decimals as printed), seed FLOPs (M), top-1
 _VARIANTS = [
-    # family, dataset, pfd, table, params, flops_M, top1
     ("mobilenetv3_large", "cifar100", False, "Orig CIFAR-100 (second set)", 4.330, 68.8, 76.00),
     ("mobilenetv3_large", "cifar100", True, "Ours CIFAR-100 (second set)", 4.331, 54.7, 76.60),
     ("ghostnet", "cifar100", False, "Orig CIFAR-100 (second set)", 4.029, 44.6, 74.00),
@@ -277,7 +278,7 @@ def _register(family: str, dataset: str, pfd: bool, table: str, params: float, f
 
 
 def _build(num_classes: int, family: str, dataset: str, padding_free: bool, **kwargs) -> nn.Module:
-    return _create(family, num_classes, dataset, padding_free)
+    return build_body(family, num_classes, dataset, padding_free)
 
 
 for _row in _VARIANTS:

@@ -208,15 +208,16 @@ def checkpoint_filter_fn(state_dict: dict, model: VanillaNet) -> dict:
 
 # --- variants ----------------------------------------------------------------------------------------
 
-def _cfg(name: str, params: float, flops: float, top1: float, weights: bool, macs_note: str = "") -> ModelConfig:
-    """VanillaNet README row: #params (M, deployed form), FLOPs (B), top-1; release weights for 5-10."""
+def _cfg(name: str, params: float, flops: float, top1: float) -> ModelConfig:
+    """VanillaNet README row: #params (M, deployed form), FLOPs (B), top-1. The release ``ckpt`` holds
+    ``<name>.pth`` for every variant (training form, ``model``/``model_ema`` wrapped)."""
     return ModelConfig(
         name=name, family="vanillanet", source="seed:VanillaNet", interpolation="bicubic", crop_pct=0.875,
         first_conv="stem1.0", classifier="cls2.0",
         published=Published(params=params, params_precision=1, macs=flops, top1=top1,
-                            build_kwargs={"deploy": True}, macs_note=macs_note,
+                            build_kwargs={"deploy": True},
                             note="VanillaNet README (deployed form; FLOPs counted as multiply-adds)"),
-        weights=WeightsSource(url=f"{RELEASE_URL}{name}.pth", filename=f"{name}.pth") if weights else None,
+        weights=WeightsSource(url=f"{RELEASE_URL}{name}.pth", filename=f"{name}.pth"),
         checkpoint_filter=checkpoint_filter_fn)
 
 
@@ -230,56 +231,56 @@ _W6 = [c // 4 * 6 for c in _W4]
 _S13 = [1, 2, 2, 1, 1, 1, 1, 1, 1, 2, 1]
 
 
-@register_model(_cfg("vanillanet_5", 15.5, 5.2, 72.49, True))
+@register_model(_cfg("vanillanet_5", 15.5, 5.2, 72.49))
 def vanillanet_5(num_classes: int = 1000, **kwargs: Any) -> VanillaNet:
     return _create([128 * 4, 256 * 4, 512 * 4, 1024 * 4], [2, 2, 2], num_classes, **kwargs)
 
 
-@register_model(_cfg("vanillanet_6", 32.5, 6.0, 76.36, True))
+@register_model(_cfg("vanillanet_6", 32.5, 6.0, 76.36))
 def vanillanet_6(num_classes: int = 1000, **kwargs: Any) -> VanillaNet:
     return _create([128 * 4, 256 * 4, 512 * 4, 1024 * 4, 1024 * 4], [2, 2, 2, 1], num_classes, **kwargs)
 
 
-@register_model(_cfg("vanillanet_7", 32.8, 6.9, 77.98, True))
+@register_model(_cfg("vanillanet_7", 32.8, 6.9, 77.98))
 def vanillanet_7(num_classes: int = 1000, **kwargs: Any) -> VanillaNet:
     return _create(_W4[:4] + _W4[-2:], [1, 2, 2, 2, 1], num_classes, **kwargs)
 
 
-@register_model(_cfg("vanillanet_8", 37.1, 7.7, 79.13, True))
+@register_model(_cfg("vanillanet_8", 37.1, 7.7, 79.13))
 def vanillanet_8(num_classes: int = 1000, **kwargs: Any) -> VanillaNet:
     return _create(_W4[:5] + _W4[-2:], [1, 2, 2, 1, 2, 1], num_classes, **kwargs)
 
 
-@register_model(_cfg("vanillanet_9", 41.4, 8.6, 79.87, True))
+@register_model(_cfg("vanillanet_9", 41.4, 8.6, 79.87))
 def vanillanet_9(num_classes: int = 1000, **kwargs: Any) -> VanillaNet:
     return _create(_W4[:6] + _W4[-2:], [1, 2, 2, 1, 1, 2, 1], num_classes, **kwargs)
 
 
-@register_model(_cfg("vanillanet_10", 45.7, 9.4, 80.57, True))
+@register_model(_cfg("vanillanet_10", 45.7, 9.4, 80.57))
 def vanillanet_10(num_classes: int = 1000, **kwargs: Any) -> VanillaNet:
     return _create(_W4[:7] + _W4[-2:], [1, 2, 2, 1, 1, 1, 2, 1], num_classes, **kwargs)
 
 
-@register_model(_cfg("vanillanet_11", 50.0, 10.3, 81.08, False))
+@register_model(_cfg("vanillanet_11", 50.0, 10.3, 81.08))
 def vanillanet_11(num_classes: int = 1000, **kwargs: Any) -> VanillaNet:
     return _create(_W4[:8] + _W4[-2:], [1, 2, 2, 1, 1, 1, 1, 2, 1], num_classes, **kwargs)
 
 
-@register_model(_cfg("vanillanet_12", 54.3, 11.1, 81.55, False))
+@register_model(_cfg("vanillanet_12", 54.3, 11.1, 81.55))
 def vanillanet_12(num_classes: int = 1000, **kwargs: Any) -> VanillaNet:
     return _create(_W4[:9] + _W4[-2:], [1, 2, 2, 1, 1, 1, 1, 1, 2, 1], num_classes, **kwargs)
 
 
-@register_model(_cfg("vanillanet_13", 58.6, 11.9, 82.05, False))
+@register_model(_cfg("vanillanet_13", 58.6, 11.9, 82.05))
 def vanillanet_13(num_classes: int = 1000, **kwargs: Any) -> VanillaNet:
     return _create(_W4, _S13, num_classes, **kwargs)
 
 
-@register_model(_cfg("vanillanet_13_x1_5", 127.8, 26.5, 82.53, False))
+@register_model(_cfg("vanillanet_13_x1_5", 127.8, 26.5, 82.53))
 def vanillanet_13_x1_5(num_classes: int = 1000, **kwargs: Any) -> VanillaNet:
     return _create(_W6, _S13, num_classes, **kwargs)
 
 
-@register_model(_cfg("vanillanet_13_x1_5_ada_pool", 127.8, 48.5, 83.11, False))
+@register_model(_cfg("vanillanet_13_x1_5_ada_pool", 127.8, 48.5, 83.11))
 def vanillanet_13_x1_5_ada_pool(num_classes: int = 1000, **kwargs: Any) -> VanillaNet:
     return _create(_W6, _S13, num_classes, **{"ada_pool": [0, 40, 20, 0, 0, 0, 0, 0, 0, 10, 0], **kwargs})
