@@ -14,7 +14,8 @@ Methods (each starts from the same archives in the page cache and writes a fresh
 Archives of ``--size`` GB each (train ~90%, val ~10%; 100 classes; ~130 KB noisy JPEGs drawn from a
 pool of pre-encoded images, since prep's cost does not depend on pixels) are generated under
 ``--workdir`` and deleted afterwards. Prints a markdown table: median seconds over ``--repeats``,
-bytes/s, images/s and the ratios (a)/imnet, (b)/imnet, imnet/(c).
+CPU seconds (user + sys of the process tree), bytes/s, images/s and the ratios (a)/imnet,
+(b)/imnet, imnet/(c).
 
     .venv/bin/python benchmarks/prep.py --size 0.25 --size 0.5 --size 1 --repeats 3
 """
@@ -24,6 +25,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -107,8 +109,14 @@ for split in ("train", "val"):
 """
 
 
+# CPU seconds (user + sys of the whole process tree) per method, in run order: less noisy than wall
+# time on a shared machine.
+CPU_SECONDS: dict[str, list[float]] = {}
+
+
 def run_method(method: str, src: Path, dst: Path) -> float:
-    """Run one method from ``src`` into a fresh ``dst``; returns wall seconds."""
+    """Run one method from ``src`` into a fresh ``dst``; returns wall seconds (CPU seconds are
+    appended to ``CPU_SECONDS``)."""
     shutil.rmtree(dst, ignore_errors=True)
     env = dict(os.environ, SRC=str(src), DST=str(dst))
     if method == "imnet":
@@ -123,9 +131,12 @@ def run_method(method: str, src: Path, dst: Path) -> float:
         for name in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"):
             os.symlink(src / name, dst / name)
         command = [sys.executable, "-c", TORCHVISION, str(src), str(dst)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU_SECONDS.setdefault(method, []).append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     shutil.rmtree(dst, ignore_errors=True)
     return seconds
 
@@ -147,6 +158,7 @@ def main() -> None:
             print(f"generated {counts['bytes'] / 1e9:.2f} GB, {counts['images']} images in "
                   f"{time.perf_counter() - t0:.0f}s", file=sys.stderr)
             times = {m: [] for m in METHODS}
+            CPU_SECONDS.clear()
             for repeat in range(args.repeats):
                 order = METHODS[repeat % len(METHODS):] + METHODS[:repeat % len(METHODS)]  # rotate
                 for method in order:
@@ -154,11 +166,12 @@ def main() -> None:
                     print(f"  {size} GB {method}: {times[method][-1]:.2f}s", file=sys.stderr)
             shutil.rmtree(src)
             results.append({"size_gb": size, **counts, "times": times,
-                            "median": {m: statistics.median(t) for m, t in times.items()}})
+                            "median": {m: statistics.median(t) for m, t in times.items()},
+                            "cpu_median": {m: statistics.median(t) for m, t in CPU_SECONDS.items()}})
     finally:
         shutil.rmtree(args.workdir, ignore_errors=True)
-    print(f"| archives | method | median s | MB/s | images/s | ratio |")
-    print(f"| --- | --- | --- | --- | --- | --- |")
+    print("| archives | method | median s | CPU s | MB/s | images/s | ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         med = r["median"]
         ratios = {"imnet": "1.00", "a_seed": f"{med['a_seed'] / med['imnet']:.2f}x slower than imnet",
@@ -166,6 +179,7 @@ def main() -> None:
                   "c_tar": f"imnet takes {med['imnet'] / med['c_tar']:.2f}x its time"}
         for method in METHODS:
             print(f"| {r['bytes'] / 1e9:.2f} GB, {r['images']} img | {method} | {med[method]:.2f} | "
+                  f"{r['cpu_median'][method]:.2f} | "
                   f"{r['bytes'] / med[method] / 1e6:.0f} | {r['images'] / med[method]:.0f} | {ratios[method]} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

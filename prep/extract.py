@@ -2,8 +2,11 @@
 
 A unit of work is one inner class tar of the train archive (its bytes, never written to disk) or a
 chunk of val images. A worker checks every member, repairs quirks by content, and writes each image
-through a temp name and a rename, so a file with its final name is always whole. It returns a
-:class:`UnitResult`; the parent journals it, so a killed run redoes only unfinished units.
+under its final name. It returns a :class:`UnitResult`; the parent journals it once every file of the
+unit is written. A killed run redoes every unit it had not journaled (truncating and rewriting its
+files), and no image is listed in a manifest before its whole split is done, so a file cut short by
+a kill is never taken for a prepared image. (A temp name and a rename per file would say the same
+thing twice and cost about a fifth of prep's CPU time on a busy machine.)
 """
 from __future__ import annotations
 
@@ -36,12 +39,15 @@ class UnitResult:
 
 
 def write_image(path: Path, data: bytes) -> None:
-    """Write one image via ``.<name>.part`` and a rename (no fsync: a kill cannot lose page-cache
-    data, and the split is only marked complete after its manifests are fsynced)."""
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    """Write (or rewrite, when a unit is redone) one image. No fsync: a kill cannot lose what the OS
+    holds; see the module docstring for why no temp name is needed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _store(split_dir: Path, split: str, rel: str, data: bytes, result: UnitResult) -> None:
@@ -64,7 +70,10 @@ def extract_class_tar(data: bytes | memoryview, split_dir: Path, wnid: str, arch
 def write_val_chunk(images: list[tuple[str, str, bytes]], split_dir: Path, unit: str) -> UnitResult:
     """Write a chunk of val images, given as (wnid, file name, bytes), into ``split_dir/<wnid>/``."""
     result = UnitResult(unit)
+    made: set[str] = set()
     for wnid, name, image in images:
-        (split_dir / wnid).mkdir(parents=True, exist_ok=True)
+        if wnid not in made:
+            (split_dir / wnid).mkdir(parents=True, exist_ok=True)
+            made.add(wnid)
         _store(split_dir, "val", f"{wnid}/{name}", image, result)
     return result

@@ -82,7 +82,8 @@ def verify_split(layout: TreeLayout, split: str, split_record: dict | None = Non
     problems: list[str] = []
     per_class: dict[str, dict] = {}
     listed = set()
-    for rel, label in entries:
+    for rel, label in tqdm(entries, desc=f"verify {split}", unit="file", file=sys.stderr,
+                           disable=not progress, leave=False):
         wnid = rel.split("/", 1)[0]
         listed.add(rel)
         if wnid_index.get(wnid) != label:

@@ -3,7 +3,6 @@ CLI, resuming, --from-store, the no --arch listing, and every bad input named.""
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -231,7 +231,7 @@ def test_resume_skips_journaled_units(fake, tmp_path):
 
 
 def test_external_kill_9_after_files_appear_then_resume(tmp_path):
-    fake = fake_ilsvrc(tmp_path / "src", classes=12, train_per_class=12, val=30, image_size=(96, 80))
+    fake = fake_ilsvrc(tmp_path / "src", classes=12, train_per_class=25, val=30, image_size=(96, 80))
     clean_dst = tmp_path / "clean"
     prepare(fake.root, clean_dst, checksums=fake.checksums, workers=1, progress=False)
     dst = tmp_path / "data"

@@ -9,8 +9,10 @@ from imnet.zoo.library import _CLASSIC
 NATIVE_FAMILIES = ("simplenet", "vanillanet", "torch_resnet")
 MODELS = [n for n in zoo.list_models() if zoo.get_config(n).family in NATIVE_FAMILIES] + [r[0] for r in _CLASSIC]
 # Over 2 GMACs or 40M parameters in the default (training) form, as `imnet zoo` measures them, and the
-# 1000-layer CIFAR ResNets (their cost is Python overhead per module).
+# ones slow on CPU for their depth (Python overhead per module) or depthwise convolutions.
 HEAVY = {
+    "cifar_resnet164", "cifar_preact_resnet164", "cifar_wrn16_8", "cifar_preact_wrn16_8", "efficientnet_b2",
+    "efficientnet_b3", "googlenet",
     "cifar_preact_resnet101_small", "cifar_preact_resnet1202", "cifar_preact_wrn28_10", "cifar_resnet101_small",
     "cifar_resnet1202", "cifar_wrn28_10", "cifar_resnet1001", "cifar_preact_resnet1001", "densenet121", "densenet169", "densenet201", "dla102", "dla102x",
     "dla102x2", "dla169", "dla34", "dla60", "dla60_res2net", "dla60_res2next", "dla60x", "efficientnet_b4",

@@ -118,8 +118,9 @@ def test_check_rules(published, params, macs, status):
 def test_check_passes_for_every_native_and_adapter_model():
     # The CIFAR ResNets' table counts are checked in test_zoo_torch_resnet (building the 1000-layer
     # ones twice would double the cost).
+    # torchvision-documented adapters compare torchvision with itself (resnet18 below checks the method).
     mine = [n for n in zoo.list_models() if zoo.get_config(n).family in NATIVE_FAMILIES
-            and not n.startswith("cifar_")] + [r[0] for r in _CLASSIC]
+            and not n.startswith("cifar_")] + [r[0] for r in _CLASSIC if r[-1] is not None]
     results = check_models(mine, progress=False)
     assert [r.name for r in results if r.status == "failed"] == []
     checked = {r.name for r in results}

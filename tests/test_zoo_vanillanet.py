@@ -38,7 +38,7 @@ def test_all_eleven_variants_registered():
 
 # Fusing the paired 1x1 convolutions is a (dim_out x dim x dim) product: 69 GMACs per 4096-wide stage,
 # 232 for the 1.5x models' 6144-wide ones; the deepest and widest variants are marked slow.
-HEAVY = {"vanillanet_10", "vanillanet_11", "vanillanet_12", "vanillanet_13", "vanillanet_13_x1_5",
+HEAVY = {"vanillanet_8", "vanillanet_9", "vanillanet_10", "vanillanet_11", "vanillanet_12", "vanillanet_13", "vanillanet_13_x1_5",
          "vanillanet_13_x1_5_ada_pool"}
 
 

@@ -14,7 +14,7 @@ import imnet.zoo as zoo
 from imnet.errors import ImnetError
 from imnet.zoo import weights as zoo_weights
 from imnet.zoo.table import zoo_rows
-from imnet.zoo.weights import find_run_checkpoint, load_weights, resolve_weights
+from imnet.zoo.weights import find_run_checkpoint, resolve_weights
 
 SMALL = "cifar_resnet20"
 

@@ -166,7 +166,8 @@ def create_model(
     entry = _entry(name)
     num_classes = entry.config.num_classes if num_classes is None else num_classes  # 0: no classifier
     model = entry.builder(num_classes=num_classes, **kwargs)
-    model.pretrained_cfg = entry.config  # type: ignore[attr-defined]
+    # Beside timm's own ``pretrained_cfg`` dict (left untouched so timm's helpers keep working).
+    model.imnet_cfg = entry.config  # type: ignore[attr-defined]
     if pretrained or weights:
         from imnet.zoo.weights import load_weights
 
