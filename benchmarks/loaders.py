@@ -2,7 +2,9 @@
 
 Generates ImageNet-sized JPEGs (400x350, ~110 KB) under /tmp and prints images/s of imnet's DALI-CPU
 and torch loaders against torchvision ImageFolder + transforms + DataLoader with the same worker
-counts, measured in the same run (``imnet.data.benchmark``). Figures: benchmarks/RESULTS.md.
+counts on stock Pillow (a subprocess with ``.venv/stock-pillow`` first on sys.path; ``--stock-pillow``
+or ``IMNET_STOCK_PILLOW`` to point elsewhere), measured in the same run (``imnet.data.benchmark``).
+Figures: benchmarks/RESULTS.md.
 """
 import sys
 

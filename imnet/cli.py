@@ -172,13 +172,19 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> list[in
 @click.option("--pipelines", type=click.Choice(["train", "eval", "both"]), default="both",
               show_default=True, help="Which pipelines to measure.")
 @click.option("--no-decode", is_flag=True, help="Skip the single-thread decode-path comparison.")
-def bench_loader(tree, images, workers, repeats, batch_size, pipelines, no_decode) -> None:
-    """Images/s of imnet's DALI-CPU and torch loaders vs ImageFolder + transforms + DataLoader."""
+@click.option("--stock-pillow", type=click.Path(path_type=Path), envvar="IMNET_STOCK_PILLOW",
+              help="Folder holding a stock Pillow (PIL/) for the baseline's subprocess [default: "
+                   ".venv/stock-pillow, made by scripts/bootstrap.sh; missing: the installed PIL, "
+                   "with a warning].")
+def bench_loader(tree, images, workers, repeats, batch_size, pipelines, no_decode, stock_pillow) -> None:
+    """Images/s of imnet's DALI-CPU and torch loaders vs ImageFolder + transforms + DataLoader on
+    stock Pillow (run in a subprocess)."""
     from imnet.data.benchmark import loader_report
 
     chosen = ("train", "eval") if pipelines == "both" else (pipelines,)
     click.echo(loader_report(tree, images=images, workers=workers, repeats=repeats,
-                             batch_size=batch_size, pipelines=chosen, decode=not no_decode))
+                             batch_size=batch_size, pipelines=chosen, decode=not no_decode,
+                             stock_pillow=stock_pillow))
 
 
 # --- eval (issue 6) -----------------------------------------------------------------------------------

@@ -84,7 +84,19 @@ _ARENA: mmap.mmap | None = None
 
 def _run_from_arena(offset: int, size: int, fn, *args) -> UnitResult:
     """Worker side: run ``fn(data, *args)`` on the bytes the parent placed in the arena."""
+    _crash_point("worker")
     return fn(memoryview(_ARENA)[offset:offset + size], *args)
+
+
+def _run_sent(fn, data, *args) -> UnitResult:
+    """Worker side: run ``fn(data, *args)`` on bytes sent through the pool's pipe."""
+    _crash_point("worker")
+    return fn(data, *args)
+
+
+class WorkerDied(ImnetError):
+    """A writer process died under prep (killed from outside). Its split is not discarded: the
+    journal keeps every finished unit and the same command resumes."""
 
 
 class _Workers:
@@ -106,6 +118,18 @@ class _Workers:
             _ARENA = self._arena = mmap.mmap(-1, arena_bytes)
             self._arena_bytes = arena_bytes
             self._pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init)
+            self._pids = {process.pid for process in self._pool._pool}
+
+    def _await(self, handle) -> None:
+        """Wait for a unit's result. ``multiprocessing.Pool`` replaces a worker that dies (SIGKILL from
+        the out-of-memory killer, say) and loses its task, whose result would then never come: so
+        while waiting, compare the pool's worker pids with those it started with."""
+        while not handle.ready():
+            handle.wait(0.5)
+            if not handle.ready() and {process.pid for process in self._pool._pool} != self._pids:
+                raise WorkerDied(
+                    "a prep worker process died (killed from outside, e.g. by the out-of-memory killer); "
+                    "units not journaled are not counted: run the same command again to resume")
 
     def _live(self) -> list[tuple[int, int]]:
         return [region for _, _, region, _ in self._pending if region is not None]
@@ -113,7 +137,7 @@ class _Workers:
     def _retire(self, entry) -> None:
         """Free a finished unit's arena region once the hashing thread has passed its bytes too."""
         nbytes, handle, region, file_end = entry
-        handle.wait()
+        self._await(handle)
         if region is not None and self.reader is not None:
             self.reader.wait_hashed(file_end)
         self._inflight_bytes -= nbytes
@@ -160,7 +184,7 @@ class _Workers:
             region, self._reserved = self._reserved, None
             handle = self._pool.apply_async(_run_from_arena, (region[0], nbytes, fn, *args))
         else:
-            handle = self._pool.apply_async(fn, (data, *args))
+            handle = self._pool.apply_async(_run_sent, (fn, data, *args))
         self._pending.append((nbytes, handle, region, self.reader.tell() if self.reader else 0))
         self._inflight_bytes += nbytes
         done, self._ready = [h.get() for h in self._ready], []
@@ -186,6 +210,24 @@ class _Workers:
             self._pool.terminate()
             self._pool.join()
             self._pool = None
+            _ARENA = None
+        self._pending.clear()
+
+    def abandon(self) -> None:
+        """Stop the pool after one of its workers died. ``Pool.terminate()`` can deadlock then: it takes
+        the task queue's lock, which a worker killed inside ``get()`` holds forever. So stop the pool's
+        worker maintenance (no respawns), cancel its exit-time finalizer (same lock), kill the workers."""
+        global _ARENA
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            from multiprocessing.pool import TERMINATE
+
+            pool._state = TERMINATE
+            pool._worker_handler._state = TERMINATE
+            pool._terminate.cancel()
+            for process in list(pool._pool):
+                process.kill()
+                process.join(timeout=5)
             _ARENA = None
         self._pending.clear()
 
@@ -414,6 +456,9 @@ def prepare_split(split: str, archive: Path, md5: str, checksums_name: str, devk
             digest = reader.hexdigest()
             workers.reader = None
         check_digest(archive, digest, md5, checksums_name)
+    except WorkerDied:
+        workers.abandon()  # the journal keeps the finished units: a re-run resumes
+        raise
     except ImnetError as err:
         bar.close()
         journal.close()

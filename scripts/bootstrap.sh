@@ -20,4 +20,10 @@ if ! "$VENV/bin/python" -c "import PIL, sys; sys.exit(0 if '.post' in PIL.__vers
     "$VENV/bin/python" -c "import PIL" 2>/dev/null || $PIP install --force-reinstall --no-deps pillow
   fi
 fi
+# Stock Pillow beside it, for the loader benchmark's baseline (run in a subprocess with this folder
+# first on sys.path); skipped when present, a warning when it fails.
+if [ ! -f "$VENV/stock-pillow/PIL/__init__.py" ]; then
+  "$VENV/bin/python" -m pip install --target "$VENV/stock-pillow" --no-deps pillow \
+    || echo "WARNING: stock Pillow not installed into $VENV/stock-pillow; imnet bench loader's baseline will use the installed PIL." >&2
+fi
 "$VENV/bin/imnet" info >&2 || true

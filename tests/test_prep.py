@@ -217,6 +217,26 @@ def test_kill_9_then_resume_gives_the_clean_tree(fake, clean, tmp_path, crash_at
     assert digest == reference
 
 
+def test_killed_worker_fails_clearly_then_resume_gives_the_clean_tree(fake, clean, tmp_path):
+    """A writer process killed from outside (the OOM killer, say) must not hang prep: it fails with one
+    line, nothing looks complete, and the same command resumes to the clean tree."""
+    dst = tmp_path / "data"
+    failed = run_prep(fake, dst, "worker", workers=2)
+    assert failed.returncode == 2, failed.stderr
+    assert "worker process died" in failed.stderr and "Traceback" not in failed.stderr
+    record = dst / "meta" / "prep.json"
+    if record.exists():
+        assert not json.loads(record.read_text())["splits"].get("train", {}).get("complete")
+    assert not (dst / "meta" / "train.txt").exists()
+    resumed = run_prep(fake, dst, workers=1)
+    assert resumed.returncode == 0, resumed.stderr
+    digest, reference = tree_digest(dst), tree_digest(clean)
+    for d in (digest, reference):
+        for rec in d["meta/prep.json"]["splits"].values():
+            rec.pop("workers")
+    assert digest == reference
+
+
 def test_resume_skips_journaled_units(fake, tmp_path):
     dst = tmp_path / "data"
     assert run_prep(fake, dst, "train:unit:3", workers=1).returncode == -signal.SIGKILL

@@ -1,9 +1,13 @@
 """Loader throughput: imnet's DALI-CPU and torch loaders against the loader a user would write.
 
 The baseline is torchvision ``ImageFolder`` + ``transforms`` (Resize, RandomCrop/CenterCrop, flip,
-ToTensor, Normalize) + ``DataLoader`` with the same worker count, measured in the same run over the
-same tree. PIL cannot be swapped inside one process, so the baseline runs on whichever PIL is
-installed (``pil_flavour()`` says which); the decode-path table compares decoders directly.
+ToTensor, Normalize) + ``DataLoader`` with the same worker count and **stock Pillow**, measured in
+the same run over the same tree. PIL cannot be swapped inside one process, so the baseline runs in a
+subprocess (:class:`BaselineProcess`) whose ``sys.path`` starts with a stock Pillow folder
+(``.venv/stock-pillow``, made by scripts/bootstrap.sh, or ``$IMNET_STOCK_PILLOW``); that subprocess
+reports which PIL it really imported and the baseline's label names it. Without such a folder the
+baseline falls back to the installed PIL (often Pillow-SIMD) and the report says so in a warning.
+The decode-path table compares decoders directly (installed PIL).
 
 ``write_bench_tree`` makes a prepared-tree-shaped folder of ImageNet-sized JPEGs (400x350, ~110 KB:
 crops of a real photo, rescaled, with luminance noise, quality 98), ``run_loader_benchmark`` measures.
@@ -11,7 +15,10 @@ crops of a real photo, rescaled, with luminance noise, quality 98), ``run_loader
 from __future__ import annotations
 
 import io
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,6 +33,8 @@ from tqdm import tqdm
 BENCH_SIZE = (400, 350)  # width, height: about ImageNet's mean image size
 BENCH_QUALITY = 98
 BENCH_NOISE = 8.0
+STOCK_PILLOW_ENV = "IMNET_STOCK_PILLOW"
+BASELINE = "baseline (ImageFolder+transforms)"
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
@@ -82,6 +91,111 @@ def pil_flavour() -> str:
     return f"{name} {PIL.__version__} ({turbo})"
 
 
+def stock_pillow_candidates(path: str | os.PathLike | None = None) -> list[Path]:
+    """Where to look for a stock Pillow (a folder holding ``PIL/``), in order: ``path``, else
+    ``$IMNET_STOCK_PILLOW``, else ``<venv>/stock-pillow`` (``sys.prefix``) and the repository's
+    ``.venv/stock-pillow`` (what scripts/bootstrap.sh installs)."""
+    chosen = path or os.environ.get(STOCK_PILLOW_ENV)
+    if chosen:
+        return [Path(chosen)]
+    candidates = [Path(sys.prefix) / "stock-pillow",
+                  Path(__file__).resolve().parents[2] / ".venv" / "stock-pillow"]
+    return list(dict.fromkeys(c.resolve() for c in candidates))
+
+
+def find_stock_pillow(path: str | os.PathLike | None = None) -> Path | None:
+    """The first of :func:`stock_pillow_candidates` that holds a PIL package, else None."""
+    for candidate in stock_pillow_candidates(path):
+        if (candidate / "PIL" / "__init__.py").is_file():
+            return candidate.resolve()
+    return None
+
+
+_REPLY = "@imnet-baseline "  # prefix of the subprocess's replies on stdout; other lines are ignored
+
+
+def baseline_server() -> None:
+    """Body of the baseline subprocess (``sys.argv[1]``: JSON of root, pipeline, workers,
+    batch_size). Builds the baseline loader, replies with the PIL it imported, then answers each
+    ``pass`` line on stdin with the images/s of one full pass. Anything else printed goes to stderr."""
+    import PIL
+
+    args = json.loads(sys.argv[1])
+    replies, sys.stdout = sys.stdout, sys.stderr
+
+    def reply(**message) -> None:
+        replies.write(_REPLY + json.dumps(message) + "\n")
+        replies.flush()
+
+    loader = _baseline(Path(args["root"]), args["pipeline"], args["workers"], args["batch_size"])
+    reply(version=PIL.__version__, file=str(Path(PIL.__file__).resolve()), flavour=pil_flavour())
+    for line in sys.stdin:
+        if line.strip() != "pass":
+            break
+        reply(rate=_one_pass(loader))
+
+
+class BaselineProcess:
+    """The baseline loader in a subprocess whose ``sys.path`` starts with ``stock`` (a folder with a
+    stock Pillow; None: the installed PIL). Verifies the PIL it got: with ``stock``, it must come from
+    that folder and carry no ".post" suffix (Pillow-SIMD's mark). ``label`` names it;
+    ``timed_pass()`` returns the images/s of one pass, made in the subprocess."""
+
+    def __init__(self, root: Path, pipeline: str, workers: int, batch_size: int,
+                 stock: Path | None = None):
+        env = dict(os.environ)
+        if stock is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(stock)] + [p for p in [env.get("PYTHONPATH")] if p])
+        args = json.dumps({"root": str(root), "pipeline": pipeline, "workers": workers,
+                           "batch_size": batch_size})
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from imnet.data.benchmark import baseline_server; baseline_server()",
+             args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        try:
+            hello = self._receive()
+            self.pil_version, self.pil_file, self.flavour = hello["version"], hello["file"], hello["flavour"]
+            self.stock = ".post" not in self.pil_version
+            if stock is not None and not (self.stock and Path(self.pil_file).is_relative_to(stock)):
+                raise RuntimeError(f"baseline subprocess imported PIL {self.pil_version} from "
+                                   f"{self.pil_file}, not the stock Pillow in {stock}")
+        except BaseException:
+            self.close()
+            raise
+        name, version = self.flavour.split(" (")[0].rsplit(" ", 1)
+        self.label = f"{BASELINE[:-1]}, {'stock ' if self.stock else ''}{name} {version})"
+
+    def _receive(self) -> dict:
+        for line in self.process.stdout:
+            if line.startswith(_REPLY):
+                return json.loads(line[len(_REPLY):])
+        raise RuntimeError(f"baseline subprocess exited with status {self.process.wait()} "
+                           "(its errors are on stderr above)")
+
+    def timed_pass(self) -> float:
+        try:
+            self.process.stdin.write("pass\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # it has exited: _receive says so
+        return self._receive()["rate"]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:  # an explicit "exit": loader workers forked later in this process inherit the
+                # pipe, so closing it here would not give the subprocess its end of input
+                self.process.stdin.write("exit\n")
+                self.process.stdin.close()
+                self.process.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
 @dataclass
 class Measurement:
     """Images/s of one loader on one pipeline ("train"/"eval") with ``workers``, over repeats."""
@@ -121,14 +235,16 @@ def _imnet(root: Path, pipeline: str, workers: int, batch_size: int, backend: st
 
 
 LOADER_FACTORIES: dict[str, Callable[[Path, str, int, int], Iterable]] = {
-    "baseline (ImageFolder+transforms)": _baseline,
+    BASELINE: _baseline,  # run_loader_benchmark runs it in a BaselineProcess
     "imnet torch": lambda r, p, w, b: _imnet(r, p, w, b, "torch"),
     "imnet dali-cpu": lambda r, p, w, b: _imnet(r, p, w, b, "dali"),
 }
 
 
 def _one_pass(loader: Iterable) -> float:
-    """Images/s of one full pass over ``loader``."""
+    """Images/s of one full pass over ``loader`` (a :class:`BaselineProcess` times its own)."""
+    if isinstance(loader, BaselineProcess):
+        return loader.timed_pass()
     count, start = 0, time.perf_counter()
     for batch in loader:
         count += len(batch[0])
@@ -137,18 +253,32 @@ def _one_pass(loader: Iterable) -> float:
 
 def run_loader_benchmark(root: Path, workers: Iterable[int] = (1, 2), repeats: int = 3,
                          batch_size: int = 64, pipelines: Iterable[str] = ("train", "eval"),
-                         loaders: Iterable[str] | None = None) -> list[Measurement]:
+                         loaders: Iterable[str] | None = None,
+                         stock_pillow: Path | None = None) -> list[Measurement]:
     """Measure every loader x pipeline x worker count on the tree at ``root``: after one warm-up
     pass each (workers / pipelines started), ``repeats`` rounds in which every loader of the group
-    makes one timed pass in turn, so background load on a shared machine hits all of them alike."""
+    makes one timed pass in turn, so background load on a shared machine hits all of them alike.
+    The baseline runs in a :class:`BaselineProcess` on the stock Pillow folder ``stock_pillow``
+    (None: the installed PIL); its measurements carry the label naming that PIL."""
     names = list(loaders or LOADER_FACTORIES)
     results = []
     groups = [(pipeline, count) for pipeline in pipelines for count in workers]
     progress = tqdm(total=len(groups) * len(names) * (repeats + 1), desc="loader bench", unit="pass",
                     file=sys.stderr)
     for pipeline, count in groups:
-        built = {name: LOADER_FACTORIES[name](Path(root), pipeline, count, batch_size) for name in names}
-        measured = {name: Measurement(name, pipeline, count) for name in names}
+        built = {}
+        try:
+            for name in names:
+                built[name] = (BaselineProcess(Path(root), pipeline, count, batch_size, stock_pillow)
+                               if name == BASELINE else
+                               LOADER_FACTORIES[name](Path(root), pipeline, count, batch_size))
+        except BaseException:
+            for loader in built.values():
+                if hasattr(loader, "close"):
+                    loader.close()
+            raise
+        measured = {name: Measurement(getattr(loader, "label", name), pipeline, count)
+                    for name, loader in built.items()}
         for round_number in range(repeats + 1):
             for name, loader in built.items():
                 rate = _one_pass(loader)
@@ -218,24 +348,33 @@ def run_decode_benchmark(root: Path, images: int = 200, repeats: int = 3) -> dic
 
 def loader_report(root: Path, images: int = 600, workers: Iterable[int] = (1, 2), repeats: int = 3,
                   batch_size: int = 64, pipelines: Iterable[str] = ("train", "eval"),
-                  decode: bool = True) -> str:
+                  decode: bool = True, stock_pillow: str | os.PathLike | None = None) -> str:
     """Make (or reuse) the bench tree at ``root`` and return the markdown report: the environment,
-    the decode-path table (with ``decode``) and the loader table."""
-    import os
-
+    the decode-path table (with ``decode``) and the loader table. The baseline runs on the stock
+    Pillow found by :func:`find_stock_pillow` (``stock_pillow``, ``$IMNET_STOCK_PILLOW``,
+    ``.venv/stock-pillow``); without one, on the installed PIL, with a warning in the report."""
     import torchvision
 
+    stock = find_stock_pillow(stock_pillow)
+    warning = []
+    if stock is None:
+        looked = ", ".join(str(c) for c in stock_pillow_candidates(stock_pillow))
+        warning = [f"**WARNING: no stock Pillow found (looked in {looked}); the baseline runs on the "
+                   f"installed {pil_flavour()}, NOT stock Pillow. Run scripts/bootstrap.sh or set "
+                   f"{STOCK_PILLOW_ENV} to a folder holding PIL/.**", ""]
+        print(warning[0].strip("*"), file=sys.stderr)
     root = write_bench_tree(Path(root), images=images)
     sizes = [path.stat().st_size for path in sorted((root / "val").rglob("*.JPEG"))]
     lines = [f"tree: {root} ({len(sizes)} JPEGs, {BENCH_SIZE[0]}x{BENCH_SIZE[1]}, "
-             f"mean {statistics.mean(sizes) / 1e3:.0f} KB); PIL: {pil_flavour()}; "
+             f"mean {statistics.mean(sizes) / 1e3:.0f} KB); PIL: {pil_flavour()} (imnet loaders, "
+             f"decode table); baseline PIL: {'installed' if stock is None else stock}; "
              f"torch {torch.__version__}, torchvision {torchvision.__version__}; "
-             f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at start)", ""]
+             f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at start)", "", *warning]
     if decode:
         lines += ["| decode + resize to 256, one thread | images/s (median) |", "| --- | --- |"]
         lines += [f"| {name} | {rate:.0f} |" for name, rate in run_decode_benchmark(root).items()]
         lines.append("")
     results = run_loader_benchmark(root, workers=workers, repeats=repeats, batch_size=batch_size,
-                                   pipelines=pipelines)
+                                   pipelines=pipelines, stock_pillow=stock)
     lines.append(format_loader_table(results))
     return "\n".join(lines)
