@@ -16,3 +16,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for tiny models: they gain nothing from two, and a shared 2-core box
+    punishes spin-waiting threads (torchrun workers get OMP_NUM_THREADS=1 likewise)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

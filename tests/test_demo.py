@@ -12,18 +12,12 @@ import torch
 from imnet.cli import main
 from imnet.errors import ImnetError
 
-pytestmark = pytest.mark.demo
+pytestmark = [pytest.mark.demo, pytest.mark.usefixtures("one_torch_thread")]
 
 SMALL = ["--classes", "4", "--train-per-class", "24", "--val", "24", "--epochs", "3", "--batch-size", "16",
          "--loader", "torch", "--workers", "0", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _demo(out, capsys, extra=()):

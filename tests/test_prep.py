@@ -55,6 +55,15 @@ def tree_digest(dst: Path) -> dict:
     return digest
 
 
+def assert_same_tree(dst: Path, reference: Path) -> None:
+    """The resumed tree equals a clean run's, file for file (prep.json without timings and worker count)."""
+    digests = tree_digest(dst), tree_digest(reference)
+    for digest in digests:
+        for record in digest["meta/prep.json"]["splits"].values():
+            record.pop("workers")
+    assert digests[0] == digests[1]
+
+
 def src_digest(src: Path) -> dict:
     return {p.name: (p.stat().st_mtime_ns, hashlib.md5(p.read_bytes()).hexdigest()) for p in src.iterdir()}
 
@@ -209,12 +218,7 @@ def test_kill_9_then_resume_gives_the_clean_tree(fake, clean, tmp_path, crash_at
         assert complete is None or crash_at.endswith(":record")
     resumed = run_prep(fake, dst, workers=1)
     assert resumed.returncode == 0, resumed.stderr
-    digest = tree_digest(dst)
-    reference = tree_digest(clean)
-    for d in (digest, reference):
-        for rec in d["meta/prep.json"]["splits"].values():
-            rec.pop("workers")
-    assert digest == reference
+    assert_same_tree(dst, clean)
 
 
 def test_killed_worker_fails_clearly_then_resume_gives_the_clean_tree(fake, clean, tmp_path):
@@ -230,11 +234,7 @@ def test_killed_worker_fails_clearly_then_resume_gives_the_clean_tree(fake, clea
     assert not (dst / "meta" / "train.txt").exists()
     resumed = run_prep(fake, dst, workers=1)
     assert resumed.returncode == 0, resumed.stderr
-    digest, reference = tree_digest(dst), tree_digest(clean)
-    for d in (digest, reference):
-        for rec in d["meta/prep.json"]["splits"].values():
-            rec.pop("workers")
-    assert digest == reference
+    assert_same_tree(dst, clean)
 
 
 def test_resume_skips_journaled_units(fake, tmp_path):
@@ -268,8 +268,4 @@ def test_external_kill_9_after_files_appear_then_resume(tmp_path):
     assert not (dst / "meta" / "prep.json").exists()
     resumed = run_prep(fake, dst, workers=2)
     assert resumed.returncode == 0, resumed.stderr
-    a, b = tree_digest(dst), tree_digest(clean_dst)
-    for d in (a, b):
-        for rec in d["meta/prep.json"]["splits"].values():
-            rec.pop("workers")
-    assert a == b
+    assert_same_tree(dst, clean_dst)

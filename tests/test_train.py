@@ -21,13 +21,7 @@ ARCH = "cifar_resnet20"  # 0.27M parameters at 32x32: a few seconds per epoch on
 TREE = dict(classes=4, train_per_class=16, val=24, image_size=(40, 36))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny convs gain nothing from two, and a shared box punishes spin-waits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,13 +31,7 @@ def _rows(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Each torchrun worker gets one thread (OMP_NUM_THREADS=1); the reference run too."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_torchrun_two_gloo_processes_match_a_single_process(tmp_path):
