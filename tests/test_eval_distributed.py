@@ -28,7 +28,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     ctx = init_distributed("cpu")
-    assert (ctx.rank, ctx.world_size, ctx.comm_device) == (rank, world_size, "cpu")
+    assert (ctx.rank, ctx.world_size, ctx.device) == (rank, world_size, "cpu")
     indices, labels, scores = _full_split()
     # DALI-style contiguous shards, 3 and 4 images; rank 1 hands its rows over in reverse order
     shard = range(rank * N_IMAGES // world_size, (rank + 1) * N_IMAGES // world_size)

@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from imnet.distributed import DistContext, init_distributed
 from imnet.errors import ImnetError
 from imnet.train.checkpoint import (
     capture_rng_state,
@@ -93,23 +94,6 @@ class TrainConfig:
 # process group and device
 
 
-@dataclass
-class _Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-    owns_group: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
 def _resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -120,25 +104,12 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _init_distributed(device_name: str) -> _Dist:
-    """Join torchrun's process group when WORLD_SIZE > 1 (NCCL on GPU, gloo on CPU)."""
-    device = _resolve_device(device_name)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return _Dist(device=device)
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    owns = not dist.is_initialized()
-    if owns:
-        # env:// reads MASTER_ADDR/PORT, RANK, WORLD_SIZE that torchrun's rendezvous exported.
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return _Dist(rank, world_size, local_rank, device, owns)
+def _init_distributed(device_name: str) -> DistContext:
+    """Join torchrun's process group when there is one (NCCL on GPU, gloo on CPU)."""
+    return init_distributed(str(_resolve_device(device_name)))
 
 
-def _broadcast_object(ctx: _Dist, value):
+def _broadcast_object(ctx: DistContext, value):
     if not ctx.distributed:
         return value
     box = [value]
@@ -146,7 +117,7 @@ def _broadcast_object(ctx: _Dist, value):
     return box[0]
 
 
-def _gather_objects(ctx: _Dist, value) -> list:
+def _gather_objects(ctx: DistContext, value) -> list:
     if not ctx.distributed:
         return [value]
     out = [None] * ctx.world_size
@@ -154,7 +125,7 @@ def _gather_objects(ctx: _Dist, value) -> list:
     return out
 
 
-def _all_reduce(ctx: _Dist, tensor: torch.Tensor, op=None) -> torch.Tensor:
+def _all_reduce(ctx: DistContext, tensor: torch.Tensor, op=None) -> torch.Tensor:
     if ctx.distributed:
         dist.all_reduce(tensor, op=op or dist.ReduceOp.SUM)
     return tensor
@@ -284,7 +255,7 @@ def _count_classes(data: Path) -> int:
     return len(rows)
 
 
-def _build_loaders(config: TrainConfig, data: Path, recipe: Recipe, model_cfg, img_size: int, ctx: _Dist):
+def _build_loaders(config: TrainConfig, data: Path, recipe: Recipe, model_cfg, img_size: int, ctx: DistContext):
     from imnet.data import build_eval_loader, build_train_loader
 
     resize = recipe.resize_size or round(img_size / 0.875)
@@ -355,20 +326,19 @@ def train(config: TrainConfig) -> Path:
     finally:
         torch.use_deterministic_algorithms(saved[0])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[1], saved[2]
-        if ctx.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+        ctx.close()
 
 
-def _log(ctx: _Dist, message: str) -> None:
+def _log(ctx: DistContext, message: str) -> None:
     if ctx.is_main:
         tqdm.write(message, file=sys.stderr)
 
 
 class _Run:
-    def __init__(self, config: TrainConfig, ctx: _Dist) -> None:
+    def __init__(self, config: TrainConfig, ctx: DistContext) -> None:
         self.config = config
         self.ctx = ctx
-        self.device = ctx.device
+        self.device = torch.device(ctx.device)
 
     # ---- setup -----------------------------------------------------------------------------------
     def _resolve_run(self) -> tuple[Path, dict | None]:

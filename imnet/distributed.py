@@ -1,0 +1,63 @@
+"""Joining torchrun's process group, shared by ``imnet train`` and ``imnet eval``.
+
+torchrun (one node or many, its own rendezvous) exports RANK, WORLD_SIZE and LOCAL_RANK; a process
+joins with ``init_process_group`` over env:// — NCCL when it runs on a GPU, gloo on the CPU. Without
+torchrun everything here is a single-process no-op.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in the run: rank, world size, local rank, and its device (where its
+    model runs and its collectives go: its GPU under NCCL, the CPU under gloo)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
+    owns_group: bool = False  # this context created the process group (and so ends it)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0 (the only rank that writes files and shows progress)."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """Whether more than one process takes part."""
+        return self.world_size > 1
+
+    def close(self) -> None:
+        """End the process group if this context started it (torchrun warns about leaked groups)."""
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def barrier(self) -> None:
+        """Wait for every rank (no-op in a single process)."""
+        if self.distributed:
+            dist.barrier()
+
+
+def init_distributed(device: str) -> DistContext:
+    """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK),
+    or return a single-process context when there is none. ``device`` "cuda..." picks NCCL and pins
+    this rank to GPU LOCAL_RANK; anything else picks gloo. An already initialised group is reused."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1 and not dist.is_initialized():
+        return DistContext(device=device)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device.startswith("cuda") and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    owns_group = not dist.is_initialized()
+    if owns_group:
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank,
+                       f"cuda:{local_rank}" if use_cuda else "cpu", owns_group)
