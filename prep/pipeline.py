@@ -53,6 +53,8 @@ INFLIGHT_BYTES = 1 << 30
 # Shared-memory ring for the inner class tars: room for a few units per worker, reused as they pass
 # (a small ring stays in cache and avoids page faults); units larger than it go by pipe.
 ARENA_MIN, ARENA_MAX = 64 << 20, 2 << 30
+# On an error, how long _Workers.close lets units in flight finish before killing the workers.
+CLOSE_GRACE_SECONDS = 120.0
 # The written tree takes a little more than the archive: file-system blocks round each file up.
 DISK_MARGIN = 1.02
 CRASH_ENV = "IMNET_PREP_CRASH_AT"
@@ -203,14 +205,31 @@ class _Workers:
         done, self._ready = [h.get() for h in self._ready], []
         return done + [self._pop() for _ in range(len(self._pending))]
 
-    def close(self) -> None:
-        """Stop the workers (at once: units in flight are abandoned; they are journaled only when done)."""
+    def close(self, grace: float = CLOSE_GRACE_SECONDS) -> None:
+        """Stop the workers. Units still in flight are let finish (their results are dropped: they are
+        not journaled, so a later run redoes them), for up to ``grace`` seconds, then the pool is
+        closed the normal way: workers exit on their end-of-work sentinels, nothing is killed.
+
+        Not ``Pool.terminate()``: it kills workers that may be in the middle of sending a result, and
+        a worker killed while it holds the result queue's lock hangs terminate() for good (seen in the
+        test suite: the error path of a bad devkit, with units in flight). A worker that died, or
+        units still running after ``grace``, make it :meth:`abandon` the pool (kill) instead."""
         global _ARENA
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
-            _ARENA = None
+        if self._pool is None:
+            self._pending.clear()
+            return
+        deadline = time.monotonic() + grace
+        for _, handle, _, _ in self._pending:
+            while not handle.ready():
+                died = {process.pid for process in self._pool._pool} != self._pids
+                if died or time.monotonic() > deadline:
+                    self.abandon()
+                    return
+                handle.wait(0.2)
+        pool, self._pool = self._pool, None
+        pool.close()
+        pool.join()
+        _ARENA = None
         self._pending.clear()
 
     def abandon(self) -> None:

@@ -400,3 +400,26 @@ def test_train_needs_a_full_batch_per_rank(coordinate_tree):
                            world_size=2, loader="torch", **RAW)
     with pytest.raises(ImnetError, match="unknown augmentation"):
         build_train_loader(coordinate_tree, aug="mixup", loader="torch", **RAW)
+
+
+def test_cpu_batches_reuse_buffers_only_when_nothing_holds_them(coordinate_tree):
+    # The torch loader normalizes on the CPU into reused buffers (no page faults per batch). A
+    # batch - or a view of one - that the consumer keeps must never change afterwards.
+    loader = build_eval_loader(coordinate_tree, crop_size=CROP, resize_size=RESIZE, batch_size=2,
+                               workers=0, loader="torch", **RAW)
+    reference = [batch.images.clone() for batch in loader]  # 7 images: batches of 2, 2, 2, 1
+    kept = [batch.images for batch in loader]
+    assert len({images.data_ptr() for images in kept}) == len(kept)  # all held: all distinct
+    for images, expected in zip(kept, reference):
+        torch.testing.assert_close(images, expected, rtol=0, atol=0)
+    first_crop, pointers = None, []
+    threads = torch.get_num_threads()
+    for batch in loader:  # (not enumerate: it holds the previous batch while fetching the next)
+        if first_crop is None:
+            first_crop = batch.images[1]  # a view keeps its batch's buffer out of the pool
+        pointers.append(batch.images.data_ptr())
+        del batch
+    assert torch.get_num_threads() == threads  # normalizing on one thread restores the count
+    torch.testing.assert_close(first_crop, reference[0][1], rtol=0, atol=0)
+    # Batches 2 and 3 (full size, released) share one reused buffer; batch 1's is still viewed.
+    assert pointers[0] not in pointers[1:3] and pointers[1] == pointers[2]

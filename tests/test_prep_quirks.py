@@ -172,6 +172,74 @@ def test_threaded_hash_survives_arena_reuse(tmp_path):
     assert results == expected
 
 
+def _slow_unit(data, seconds):
+    """A worker-side unit that takes a while: it is still running when the pool is closed."""
+    import time
+
+    time.sleep(seconds)
+    return len(data)
+
+
+def _die_holding_the_result_lock(data):
+    """A worker-side unit that takes the pool's result-queue write lock and is killed holding it:
+    what ``Pool.terminate()`` can do to a worker that is sending a result."""
+    import gc
+    import os
+    import signal
+    from multiprocessing.queues import SimpleQueue
+
+    for queue in [obj for obj in gc.get_objects() if isinstance(obj, SimpleQueue)]:
+        queue._wlock.acquire(timeout=1)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _close_in_thread(workers, **options) -> float:
+    """Run ``workers.close()`` in a thread; fail (instead of hanging the suite) past 60 s."""
+    import threading
+    import time
+
+    start = time.monotonic()
+    closer = threading.Thread(target=workers.close, kwargs=options, daemon=True)
+    closer.start()
+    closer.join(timeout=60)
+    assert not closer.is_alive(), "_Workers.close() hung"
+    return time.monotonic() - start
+
+
+def test_close_lets_units_in_flight_finish_and_kills_nothing():
+    # The error path closes the pool with units in flight: they finish, then the workers exit on
+    # their sentinels (exit code 0), not killed mid-result (a kill can leave a queue lock taken).
+    from imnet.prep.pipeline import _Workers
+
+    workers = _Workers(2, arena_bytes=64_000)
+    processes = list(workers._pool._pool)
+    for _ in range(3):
+        workers.submit(1, _slow_unit, b"x", 0.3)
+    assert _close_in_thread(workers) >= 0.25
+    assert [process.exitcode for process in processes] == [0, 0]
+    assert workers._pool is None
+
+
+def test_close_does_not_hang_when_a_worker_died_holding_a_queue_lock():
+    from imnet.prep.pipeline import _Workers
+
+    workers = _Workers(2, arena_bytes=64_000)
+    workers.submit(1, _die_holding_the_result_lock, b"x")
+    workers.submit(1, _slow_unit, b"x", 0.1)
+    assert _close_in_thread(workers) < 30  # seen the death, abandoned (killed) the pool
+    assert workers._pool is None
+
+
+def test_close_kills_units_still_running_after_the_grace_period():
+    from imnet.prep.pipeline import _Workers
+
+    workers = _Workers(2, arena_bytes=64_000)
+    processes = list(workers._pool._pool)
+    workers.submit(1, _slow_unit, b"x", 600)
+    assert _close_in_thread(workers, grace=0.5) < 30
+    assert any(process.exitcode == -9 for process in processes)  # the busy one was killed
+
+
 def test_undecodable_image_is_kept_and_reported_by_name(tmp_path):
     """A file PIL cannot identify inside a class tar: prep keeps it, lists it under 'undecodable' in
     prep.json, and imnet verify --decode names it."""

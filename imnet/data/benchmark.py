@@ -2,7 +2,9 @@
 
 The baseline is torchvision ``ImageFolder`` + ``transforms`` (Resize, RandomCrop/CenterCrop, flip,
 ToTensor, Normalize) + ``DataLoader`` with the same worker count and **stock Pillow**, measured in
-the same run over the same tree. PIL cannot be swapped inside one process, so the baseline runs in a
+the same run over the same tree. Each pass is timed by the wall clock and by the CPU time of all
+the loader's processes and threads (:func:`tree_cpu_seconds`): images per CPU-second is the
+per-core figure, steady where wall-clock rates swing with the machine's other load. PIL cannot be swapped inside one process, so the baseline runs in a
 subprocess (:class:`BaselineProcess`) whose ``sys.path`` starts with a stock Pillow folder
 (``.venv/stock-pillow``, made by scripts/bootstrap.sh, or ``$IMNET_STOCK_PILLOW``); that subprocess
 reports which PIL it really imported and the baseline's label names it. Without such a folder the
@@ -111,6 +113,41 @@ def find_stock_pillow(path: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
+def tree_cpu_seconds(root: int | None = None, exclude: Iterable[int] = ()) -> float | None:
+    """User + system CPU seconds used so far by process ``root`` (default: this one), all its
+    threads, and every living descendant process (loader workers), leaving out the subtrees of the
+    pids in ``exclude``. Read from /proc; None where there is no /proc (then only wall-clock rates
+    are reported). Descendants that already exited are not counted: loaders here keep their
+    workers alive between passes (persistent workers)."""
+    root = os.getpid() if root is None else root
+    tick = os.sysconf("SC_CLK_TCK")
+    parents, seconds = {}, {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        parents[int(name)] = int(fields[1])
+        seconds[int(name)] = (int(fields[11]) + int(fields[12])) / tick
+    if root not in seconds:
+        return None
+    excluded, total = set(exclude), 0.0
+    for pid, used in seconds.items():
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor not in excluded and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == root and pid not in excluded:
+            total += used
+    return total
+
+
 _REPLY = "@imnet-baseline "  # prefix of the subprocess's replies on stdout; other lines are ignored
 
 
@@ -132,14 +169,16 @@ def baseline_server() -> None:
     for line in sys.stdin:
         if line.strip() != "pass":
             break
-        reply(rate=_one_pass(loader))
+        rate, cpu_rate = _one_pass(loader)
+        reply(rate=rate, cpu_rate=cpu_rate)
 
 
 class BaselineProcess:
     """The baseline loader in a subprocess whose ``sys.path`` starts with ``stock`` (a folder with a
     stock Pillow; None: the installed PIL). Verifies the PIL it got: with ``stock``, it must come from
     that folder and carry no ".post" suffix (Pillow-SIMD's mark). ``label`` names it;
-    ``timed_pass()`` returns the images/s of one pass, made in the subprocess."""
+    ``timed_pass()`` returns the images/s and images per CPU-second of one pass, made in the
+    subprocess."""
 
     def __init__(self, root: Path, pipeline: str, workers: int, batch_size: int,
                  stock: Path | None = None):
@@ -171,13 +210,15 @@ class BaselineProcess:
         raise RuntimeError(f"baseline subprocess exited with status {self.process.wait()} "
                            "(its errors are on stderr above)")
 
-    def timed_pass(self) -> float:
+    def timed_pass(self) -> tuple[float, float | None]:
+        """(images/s, images per CPU-second of the subprocess and its workers) of one pass."""
         try:
             self.process.stdin.write("pass\n")
             self.process.stdin.flush()
         except BrokenPipeError:
             pass  # it has exited: _receive says so
-        return self._receive()["rate"]
+        reply = self._receive()
+        return reply["rate"], reply.get("cpu_rate")
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -198,16 +239,22 @@ class BaselineProcess:
 
 @dataclass
 class Measurement:
-    """Images/s of one loader on one pipeline ("train"/"eval") with ``workers``, over repeats."""
+    """One loader on one pipeline ("train"/"eval") with ``workers``, over repeats: images/s
+    (wall clock) and images per CPU-second (all its processes and threads: the per-core figure)."""
 
     loader: str
     pipeline: str
     workers: int
     rates: list[float] = field(default_factory=list)
+    cpu_rates: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
         return statistics.median(self.rates)
+
+    @property
+    def cpu_median(self) -> float | None:
+        return statistics.median(self.cpu_rates) if self.cpu_rates else None
 
 
 def _baseline(root: Path, pipeline: str, workers: int, batch_size: int) -> Iterable:
@@ -241,14 +288,20 @@ LOADER_FACTORIES: dict[str, Callable[[Path, str, int, int], Iterable]] = {
 }
 
 
-def _one_pass(loader: Iterable) -> float:
-    """Images/s of one full pass over ``loader`` (a :class:`BaselineProcess` times its own)."""
+def _one_pass(loader: Iterable, exclude: Iterable[int] = ()) -> tuple[float, float | None]:
+    """(images/s, images per CPU-second) of one full pass over ``loader``; the CPU time is this
+    process's and its workers', leaving out the process trees in ``exclude`` (the baseline
+    subprocesses, idle meanwhile). A :class:`BaselineProcess` measures its own pass."""
     if isinstance(loader, BaselineProcess):
         return loader.timed_pass()
+    cpu_before = tree_cpu_seconds(exclude=exclude)
     count, start = 0, time.perf_counter()
     for batch in loader:
         count += len(batch[0])
-    return count / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    cpu_after = tree_cpu_seconds(exclude=exclude)
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return count / wall, (count / cpu if cpu else None)
 
 
 def run_loader_benchmark(root: Path, workers: Iterable[int] = (1, 2), repeats: int = 3,
@@ -279,11 +332,15 @@ def run_loader_benchmark(root: Path, workers: Iterable[int] = (1, 2), repeats: i
             raise
         measured = {name: Measurement(getattr(loader, "label", name), pipeline, count)
                     for name, loader in built.items()}
+        baselines = [loader.process.pid for loader in built.values()
+                     if isinstance(loader, BaselineProcess)]
         for round_number in range(repeats + 1):
             for name, loader in built.items():
-                rate = _one_pass(loader)
+                rate, cpu_rate = _one_pass(loader, exclude=baselines)
                 if round_number:  # round 0 is the warm-up
                     measured[name].rates.append(rate)
+                    if cpu_rate is not None:
+                        measured[name].cpu_rates.append(cpu_rate)
                 progress.update()
         for loader in built.values():
             if hasattr(loader, "close"):
@@ -294,15 +351,22 @@ def run_loader_benchmark(root: Path, workers: Iterable[int] = (1, 2), repeats: i
 
 
 def format_loader_table(results: list[Measurement]) -> str:
-    """A markdown table: median images/s and the ratio to the baseline of the same row group."""
-    baseline = {(m.pipeline, m.workers): m.median for m in results if m.loader.startswith("baseline")}
-    lines = ["| pipeline | workers | loader | images/s (median) | min-max | x baseline |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    """A markdown table: median images/s, median images per CPU-second (per core), and each one's
+    ratio to the baseline of the same row group."""
+    baselines = {(m.pipeline, m.workers): m for m in results if m.loader.startswith("baseline")}
+
+    def ratio(value: float | None, base: float | None) -> str:
+        return f"{value / base:.2f}" if value and base else "-"
+
+    lines = ["| pipeline | workers | loader | images/s (median) | min-max | x baseline "
+             "| images per CPU-s (median) | x baseline per core |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for m in results:
-        base = baseline.get((m.pipeline, m.workers))
-        ratio = f"{m.median / base:.2f}" if base else "-"
+        base = baselines.get((m.pipeline, m.workers))
+        cpu = f"{m.cpu_median:.0f}" if m.cpu_median else "-"
         lines.append(f"| {m.pipeline} | {m.workers} | {m.loader} | {m.median:.0f} | "
-                     f"{min(m.rates):.0f}-{max(m.rates):.0f} | {ratio} |")
+                     f"{min(m.rates):.0f}-{max(m.rates):.0f} | {ratio(m.median, base and base.median)} | "
+                     f"{cpu} | {ratio(m.cpu_median, base and base.cpu_median)} |")
     return "\n".join(lines)
 
 

@@ -1,17 +1,21 @@
 """The fallback loader (``--loader torch``): torchvision transforms over the same file lists.
 
-Workers decode with PIL (Pillow-SIMD when installed; ``decode.decode_resized`` uses JPEG draft where
-safe), resize with torchvision's size rule and cut crops with torchvision's ``FiveCrop``/``TenCrop``
-functions (for one centre crop, and for the classic train recipe's random crop, only the crop's box
-is resized: the same pixels for less work), and hand uint8 tensors to the main process: 4x less to
-copy and pin than float. Normalization happens after the copy to ``device``. A file that does not decode comes
-back as a marker, so the main process can name it (ImnetError) or record it as skipped.
+Workers decode (``decode.decode_resized``: libjpeg-turbo through torchvision.io for plain JPEGs,
+PIL for the rest and for JPEG draft where safe), resize with PIL (Pillow-SIMD when installed) and
+torchvision's size rule, and cut torchvision's CenterCrop/FiveCrop/TenCrop boxes
+(``transforms.crop_boxes``; for one centre crop, and for the classic train recipe's random crop,
+only the crop's box is resized: the same pixels for less work). They hand over uint8 images in
+PIL's own (H, W, 3) layout, collated straight into shared memory: no transposing copy per image and
+4x less to copy and pin than float. The main process transposes to (3, H, W) and normalizes in one
+pass after the copy to ``device`` (on the CPU into reused buffers, see :class:`_ReusedBuffers`). A
+file that does not decode comes back as a marker, so the main process can name it (ImnetError) or
+record it as skipped.
 
-PIL was chosen over ``torchvision.io.decode_jpeg`` + tensor ``Resize`` after measuring both on
-ImageNet-sized JPEGs (benchmarks/RESULTS.md): Pillow-SIMD's decode + resize is faster per image.
+Per-image CPU costs behind these choices are in benchmarks/RESULTS.md ("Where the CPU time goes").
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterator
 
 import numpy as np
@@ -19,7 +23,7 @@ import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from imnet.data.decode import decode_resized, decode_rgb
 from imnet.data.filelist import SplitList
@@ -28,24 +32,23 @@ from imnet.data.loaders import (EpochOrder, EvalBatch, EvalLoader, Normalization
                                 torch_device)
 from imnet.errors import ImnetError
 
-# Item = (uint8 image tensor or None when undecodable, list position, reason it did not decode)
+# Item = (uint8 (..., H, W, 3) image tensor or None when undecodable, list position, reason)
 Item = tuple[torch.Tensor | None, int, str]
 
 
-def to_uint8_chw(image: Image.Image) -> torch.Tensor:
-    """An RGB PIL image as a (3, H, W) uint8 tensor (what ``PILToTensor`` gives, without a copy loop)."""
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1)
+def to_uint8_hwc(image: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as an (H, W, 3) uint8 tensor (one copy out of PIL's 4-byte pixel layout)."""
+    return torch.from_numpy(np.array(image))
 
 
 def eval_crops(image: torch.Tensor, crop_size: int, crops: int) -> torch.Tensor:
-    """torchvision's CenterCrop / FiveCrop / TenCrop of a (3, H, W) image, stacked (crops, 3, S, S)."""
-    if crops == 1:
-        views = [TF.center_crop(image, [crop_size, crop_size])]
-    elif crops == 5:
-        views = TF.five_crop(image, [crop_size, crop_size])
-    else:
-        views = TF.ten_crop(image, [crop_size, crop_size])
-    return torch.stack(list(views))
+    """torchvision's CenterCrop / FiveCrop / TenCrop of an (H, W, 3) image, stacked
+    (crops, S, S, 3) in torchvision's order (boxes from ``transforms.crop_boxes``)."""
+    views = []
+    for box in crop_boxes(image.shape[0], image.shape[1], crop_size, crops):
+        view = image[box.top:box.top + box.size, box.left:box.left + box.size]
+        views.append(view.flip(1) if box.mirror else view)
+    return torch.stack(views)
 
 
 class EvalDataset(Dataset):
@@ -75,7 +78,7 @@ class EvalDataset(Dataset):
             return None, position, "file not found"
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             return None, position, f"cannot decode: {err}"
-        return eval_crops(to_uint8_chw(image), self.crop_size, self.crops), position, ""
+        return eval_crops(to_uint8_hwc(image), self.crop_size, self.crops), position, ""
 
 
 class TrainDataset(Dataset):
@@ -115,28 +118,97 @@ class TrainDataset(Dataset):
             return None, position, "file not found"
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             return None, position, f"cannot decode: {err}"
-        return to_uint8_chw(self.transform(image)), position, ""
+        return to_uint8_hwc(self.transform(image)), position, ""
 
 
 def collate(items: list[Item]) -> tuple[torch.Tensor | None, torch.Tensor, list[tuple[int, str]]]:
-    """Stack the decoded items; returns (uint8 images or None, their positions, [(position, reason)])."""
+    """Stack the decoded items; returns (uint8 images or None, their positions, [(position, reason)]).
+
+    In a loader worker the batch is stacked straight into shared memory (as torch's default_collate
+    does), so sending it to the main process copies nothing more."""
     good = [item for item in items if item[0] is not None]
     bad = [(position, reason) for image, position, reason in items if image is None]
-    images = torch.stack([image for image, _, _ in good]) if good else None
+    images = None
+    if good:
+        first = good[0][0]
+        shape = (len(good), *first.shape)
+        out = None
+        if get_worker_info() is not None:
+            storage = torch.UntypedStorage._new_shared(first.numel() * len(good) * first.element_size())
+            out = torch.empty(0, dtype=first.dtype).set_(storage).view(shape)
+        images = torch.stack([image for image, _, _ in good], out=out)
     return images, torch.tensor([position for _, position, _ in good], dtype=torch.int64), bad
 
 
+def _storage_users(tensor: torch.Tensor) -> int | None:
+    """How many tensors (views included) share ``tensor``'s storage; None where torch cannot say."""
+    count = getattr(torch._C, "_storage_Use_Count", None)
+    return None if count is None else count(tensor.untyped_storage()._cdata)
+
+
+class _ReusedBuffers:
+    """Float output buffers for normalizing on the CPU, reused once nobody else holds them.
+
+    A new 64x3x224x224 float batch is 38 MB, which glibc maps afresh for every allocation: the
+    ~9,400 page faults made normalizing cost 21 CPU-ms per batch, against 6 CPU-ms for the same
+    work into a reused buffer (one thread; benchmarks/RESULTS.md). The caller gets a *view* of a
+    buffer, and a buffer is handed out again only when its storage has no user besides the pool: no
+    earlier batch, view of one, or tensor autograd saved from one is alive. A consumer that keeps
+    its batches therefore never sees them change; it just gets fresh buffers."""
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep = keep
+        self._pool: list[tuple[torch.Tensor, int]] = []  # (buffer, its use count when unshared)
+
+    def get(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        for buffer, alone in self._pool:
+            if buffer.shape == shape and buffer.dtype == dtype and _storage_users(buffer) == alone:
+                return buffer.view(shape)
+        buffer = torch.empty(shape, dtype=dtype)
+        alone = _storage_users(buffer)
+        if alone is not None:  # without a use count, never reuse
+            self._pool = [(buffer, alone)] + self._pool[:self.keep - 1]
+        return buffer.view(shape)
+
+
 class _Normalizer:
-    """uint8 -> float (or half) on ``device``, ``(x / 255 - mean) / std`` per channel."""
+    """uint8 (..., H, W, 3) -> float (or half) (..., 3, H, W) on ``device``,
+    ``(x / 255 - mean) / std`` per channel: the transpose, the cast and the copy in one pass."""
 
     def __init__(self, norm: Normalization, device: torch.device) -> None:
         self.device, self.dtype = device, norm.dtype
         self.mean = torch.tensor(norm.mean, device=device).view(3, 1, 1) * 255
         self.std = torch.tensor(norm.std, device=device).view(3, 1, 1) * 255
+        self._buffers = _ReusedBuffers() if device.type == "cpu" else None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device, non_blocking=True).float()
-        return images.sub_(self.mean).div_(self.std).to(self.dtype)
+        images = images.to(self.device, non_blocking=True).movedim(-1, -3)
+        shape = tuple(images.shape)
+        if self._buffers is None:
+            out = torch.empty(shape, dtype=torch.float32, device=self.device)
+            return out.copy_(images).sub_(self.mean).div_(self.std).to(self.dtype)
+        with _one_thread():
+            out = self._buffers.get(shape, torch.float32)
+            return out.copy_(images).sub_(self.mean).div_(self.std).to(self.dtype)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch ops on one thread inside the block, then restore the thread count.
+
+    Normalizing on the CPU is memory-bound; while loader workers keep every core busy, extra
+    intra-op threads only spin and take CPU from them. Measured on 2 cores (benchmarks/RESULTS.md):
+    the main process's CPU per image fell from 0.41-0.57 ms to 0.26-0.36 ms with one thread, at
+    the same or higher images/s. Switching costs ~0.1 ms per batch."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _data_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
