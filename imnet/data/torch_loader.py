@@ -1,13 +1,13 @@
 """The fallback loader (``--loader torch``): torchvision transforms over the same file lists.
 
-Workers decode (``decode.decode_resized``: libjpeg-turbo through torchvision.io for plain JPEGs,
-PIL for the rest and for JPEG draft where safe), resize with PIL (Pillow-SIMD when installed) and
-torchvision's size rule, and cut torchvision's CenterCrop/FiveCrop/TenCrop boxes
+Workers decode and resize with PIL (Pillow-SIMD when installed; ``decode.decode_resized`` uses JPEG
+draft where safe) and torchvision's size rule, and cut torchvision's CenterCrop/FiveCrop/TenCrop boxes
 (``transforms.crop_boxes``; for one centre crop, and for the classic train recipe's random crop,
 only the crop's box is resized: the same pixels for less work). They hand over uint8 images in
 PIL's own (H, W, 3) layout, collated straight into shared memory: no transposing copy per image and
-4x less to copy and pin than float. The main process transposes to (3, H, W) and normalizes in one
-pass after the copy to ``device`` (on the CPU into reused buffers, see :class:`_ReusedBuffers`). A
+4x less to copy and pin than float. After the copy to ``device`` the main process transposes to
+(3, H, W) within the cast to float and normalizes in place (on the CPU on one thread, into reused
+buffers: :class:`_ReusedBuffers`). A
 file that does not decode comes back as a marker, so the main process can name it (ImnetError) or
 record it as skipped.
 
@@ -15,7 +15,7 @@ Per-image CPU costs behind these choices are in benchmarks/RESULTS.md ("Where th
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 import numpy as np
@@ -173,7 +173,7 @@ class _ReusedBuffers:
 
 class _Normalizer:
     """uint8 (..., H, W, 3) -> float (or half) (..., 3, H, W) on ``device``,
-    ``(x / 255 - mean) / std`` per channel: the transpose, the cast and the copy in one pass."""
+    ``(x / 255 - mean) / std`` per channel: one copy that transposes and casts, then two in place."""
 
     def __init__(self, norm: Normalization, device: torch.device) -> None:
         self.device, self.dtype = device, norm.dtype
@@ -183,12 +183,10 @@ class _Normalizer:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True).movedim(-1, -3)
-        shape = tuple(images.shape)
-        if self._buffers is None:
-            out = torch.empty(shape, dtype=torch.float32, device=self.device)
-            return out.copy_(images).sub_(self.mean).div_(self.std).to(self.dtype)
-        with _one_thread():
-            out = self._buffers.get(shape, torch.float32)
+        shape, on_cpu = tuple(images.shape), self._buffers is not None
+        with _one_thread() if on_cpu else nullcontext():
+            out = (self._buffers.get(shape, torch.float32) if on_cpu else
+                   torch.empty(shape, dtype=torch.float32, device=self.device))
             return out.copy_(images).sub_(self.mean).div_(self.std).to(self.dtype)
 
 
@@ -198,7 +196,7 @@ def _one_thread() -> Iterator[None]:
 
     Normalizing on the CPU is memory-bound; while loader workers keep every core busy, extra
     intra-op threads only spin and take CPU from them. Measured on 2 cores (benchmarks/RESULTS.md):
-    the main process's CPU per image fell from 0.41-0.57 ms to 0.26-0.36 ms with one thread, at
+    the main process's CPU per image fell from 0.41-0.57 ms to 0.24-0.32 ms with one thread, at
     the same or higher images/s. Switching costs ~0.1 ms per batch."""
     threads = torch.get_num_threads()
     if threads == 1:
