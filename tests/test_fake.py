@@ -106,6 +106,21 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     assert a.checksums.read_text() != c.checksums.read_text()
 
 
+def test_meta_mat_has_no_timestamp_so_bytes_do_not_depend_on_the_clock(tmp_path):
+    # savemat writes "Created on: <time>" into the MAT header: two fixtures made a second apart
+    # had different devkit MD5s (a flaky same-seed test). The header text is fixed instead.
+    import io
+
+    import scipy.io
+
+    from imnet.testing.fake import MAT_HEADER_TEXT, meta_mat_bytes
+
+    data = meta_mat_bytes(["n01440764"], {"n01440764": 1}, ["n00001740"], {"n01440764": 2})
+    assert data[:116] == MAT_HEADER_TEXT and b"Created on" not in data
+    mat = scipy.io.loadmat(io.BytesIO(data))
+    assert mat["__header__"].startswith(b"MATLAB 5.0 MAT-file") and mat["synsets"].shape == (2, 1)
+
+
 def test_images_are_learnable(tmp_path):
     """A nearest-class-mean classifier on tiny thumbnails, fit on train, beats chance by far on val."""
     data = prepared_tree(tmp_path, classes=8, train_per_class=6, val=40, image_size=(40, 32))

@@ -132,6 +132,9 @@ def _make_wnids(classes: int, quirks: bool, rng: np.random.Generator) -> tuple[l
     return leaves, others[classes - len(wanted):]
 
 
+MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, Platform: posix, Created by imnet.testing.fake".ljust(116)
+
+
 def meta_mat_bytes(leaves: list[str], ids: dict[str, int], inner: list[str], counts: dict[str, int]) -> bytes:
     """``meta.mat`` bytes for leaf classes ``leaves`` (ILSVRC2012_IDs ``ids``) and non-leaf wnids
     ``inner``: the ``synsets`` struct array, leaves (IDs 1..K) then non-leaf rows."""
@@ -152,7 +155,9 @@ def meta_mat_bytes(leaves: list[str], ids: dict[str, int], inner: list[str], cou
                            np.uint8(len(children)), children, np.uint8(1), np.uint16(0))
     out = io.BytesIO()
     scipy.io.savemat(out, {"synsets": synsets}, format="5")
-    return out.getvalue()
+    # The 116-byte text at the top of a MAT v5 file carries savemat's "Created on: <time>": a fixed
+    # text instead, so the same input gives the same bytes (and the same devkit MD5) in any second.
+    return MAT_HEADER_TEXT + out.getvalue()[len(MAT_HEADER_TEXT):]
 
 
 def write_devkit(path: Path, meta_mat: bytes, ground_truth_ids: list[int]) -> None:
