@@ -4,7 +4,6 @@ import hashlib
 import io
 import json
 import re
-import shutil
 import tarfile
 
 import numpy as np
@@ -145,12 +144,9 @@ def test_torchvision_imagenet_parser_agrees_with_imnet_tree(fake, tmp_path, monk
     the same as in imnet's prepared tree, for both splits."""
     import torchvision.datasets.imagenet as tv_imagenet
 
-    root = tmp_path / "tv"
-    root.mkdir()
-    md5 = dict(reversed(line.split("  ")) for line in fake.checksums.read_text().splitlines())
-    for key, path in (("train", fake.train_tar), ("val", fake.val_tar), ("devkit", fake.devkit)):
-        shutil.copy(path, root)
-        monkeypatch.setitem(tv_imagenet.ARCHIVE_META, key, (path.name, md5[path.name]))
+    from imnet.testing.fake import torchvision_imagenet_root
+
+    root = torchvision_imagenet_root(fake, tmp_path / "tv", monkeypatch)
     prepare(fake.root, tmp_path / "imnet", checksums=fake.checksums, workers=1, progress=False)
     classes = read_classes(tmp_path / "imnet")
     for split in ("train", "val"):

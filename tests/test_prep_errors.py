@@ -15,7 +15,7 @@ import scipy.io
 from imnet.errors import ImnetError
 from imnet.prep import prepare
 from imnet.testing import fake_ilsvrc
-from imnet.testing.fake import meta_mat_bytes, add_bytes, write_checksums, write_devkit
+from imnet.testing.fake import add_bytes, add_to_class_tar, meta_mat_bytes, write_checksums, write_devkit
 
 SMALL = dict(classes=4, train_per_class=3, val=8, image_size=(24, 24))
 Src = namedtuple("Src", "root train val devkit checksums fake")
@@ -218,17 +218,7 @@ def test_unsafe_or_unexpected_val_members(src, tmp_path, member, message):
 ])
 def test_unsafe_member_inside_a_class_tar(src, tmp_path, inner_name, message):
     wnid = src.fake.wnids[0]
-    with tarfile.open(src.train) as tar:
-        members = [(m, tar.extractfile(m).read()) for m in tar]
-    with tarfile.open(src.train, "w") as tar:
-        for member, content in members:
-            if member.name == f"{wnid}.tar":
-                buffer = io.BytesIO(content)
-                with tarfile.open(fileobj=buffer, mode="a") as inner:
-                    add_bytes(inner, inner_name, b"evil")
-                content = buffer.getvalue()
-                member.size = len(content)
-            tar.addfile(member, io.BytesIO(content))
+    add_to_class_tar(src.train, wnid, inner_name, b"evil")
     rechecksum(src)
     with pytest.raises(ImnetError, match=message):
         run(src, tmp_path / "dst", only="train", workers=2)

@@ -244,24 +244,13 @@ def test_undecodable_image_is_kept_and_reported_by_name(tmp_path):
     """A file PIL cannot identify inside a class tar: prep keeps it, lists it under 'undecodable' in
     prep.json, and imnet verify --decode names it."""
     import shutil
-    import tarfile
 
     from imnet.prep import verify_tree
-    from imnet.testing.fake import add_bytes, write_checksums
+    from imnet.testing.fake import add_to_class_tar, write_checksums
 
     fake = fake_ilsvrc(tmp_path / "src", classes=3, train_per_class=2, val=3, image_size=(16, 16), quirks=False)
     wnid = fake.wnids[1]
-    with tarfile.open(fake.train_tar) as tar:
-        members = [(m, tar.extractfile(m).read()) for m in tar]
-    with tarfile.open(fake.train_tar, "w") as tar:
-        for member, content in members:
-            if member.name == f"{wnid}.tar":
-                buffer = io.BytesIO(content)
-                with tarfile.open(fileobj=buffer, mode="a") as inner:
-                    add_bytes(inner, f"{wnid}_999.JPEG", b"this is not an image")
-                content = buffer.getvalue()
-                member.size = len(content)
-            tar.addfile(member, io.BytesIO(content))
+    add_to_class_tar(fake.train_tar, wnid, f"{wnid}_999.JPEG", b"this is not an image")
     write_checksums(fake.checksums, [fake.train_tar, fake.val_tar, fake.devkit])
     prepare(fake.root, tmp_path / "data", checksums=fake.checksums, workers=1, progress=False)
     record = json.loads((tmp_path / "data" / "meta" / "prep.json").read_text())["splits"]["train"]

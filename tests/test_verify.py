@@ -115,12 +115,9 @@ def test_not_a_tree(tmp_path, cli):
 def test_torchvision_tree_gets_manifests(fake, prepared, tmp_path, monkeypatch, with_devkit, cli):
     import torchvision.datasets.imagenet as tv_imagenet
 
-    root = tmp_path / "tv"
-    root.mkdir()
-    md5 = dict(reversed(line.split("  ")) for line in fake.checksums.read_text().splitlines())
-    for key, path in (("train", fake.train_tar), ("val", fake.val_tar), ("devkit", fake.devkit)):
-        shutil.copy(path, root)
-        monkeypatch.setitem(tv_imagenet.ARCHIVE_META, key, (path.name, md5[path.name]))
+    from imnet.testing.fake import torchvision_imagenet_root
+
+    root = torchvision_imagenet_root(fake, tmp_path / "tv", monkeypatch)
     for split in ("train", "val"):
         tv_imagenet.ImageNet(str(root), split=split)
     code, output = cli("verify", "--data", str(root))

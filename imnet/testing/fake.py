@@ -117,6 +117,38 @@ def add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(_tarinfo(name, len(data)), io.BytesIO(data))
 
 
+def add_to_class_tar(train_tar: Path, wnid: str, name: str, data: bytes) -> None:
+    """Rewrite ``train_tar`` with a file ``name`` (content ``data``) appended to the inner
+    ``<wnid>.tar`` (for tests that plant a bad member; checksums are the caller's to rewrite)."""
+    with tarfile.open(train_tar) as tar:
+        members = [(member, tar.extractfile(member).read()) for member in tar]
+    with tarfile.open(train_tar, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for member, content in members:
+            if member.name == f"{wnid}.tar":
+                buffer = io.BytesIO(content)
+                with tarfile.open(fileobj=buffer, mode="a") as inner:
+                    add_bytes(inner, name, data)
+                content = buffer.getvalue()
+                member.size = len(content)
+            tar.addfile(member, io.BytesIO(content))
+
+
+def torchvision_imagenet_root(fake: "FakeILSVRC", root: Path, monkeypatch) -> Path:
+    """Copy the fake archives into ``root`` and point torchvision's ``ImageNet`` at them (its
+    ``ARCHIVE_META`` names and MD5s, patched with pytest's ``monkeypatch``), so that
+    ``torchvision.datasets.ImageNet(root, split=...)`` parses them: the independent reader."""
+    import shutil
+
+    import torchvision.datasets.imagenet as tv_imagenet
+
+    root.mkdir(parents=True, exist_ok=True)
+    md5 = dict(reversed(line.split("  ")) for line in fake.checksums.read_text().splitlines())
+    for key, path in (("train", fake.train_tar), ("val", fake.val_tar), ("devkit", fake.devkit)):
+        shutil.copy(path, root)
+        monkeypatch.setitem(tv_imagenet.ARCHIVE_META, key, (path.name, md5[path.name]))
+    return root
+
+
 def _make_wnids(classes: int, quirks: bool, rng: np.random.Generator) -> tuple[list[str], list[str]]:
     """(leaf wnids, sorted; non-leaf wnids) with the quirk classes' real wnids included."""
     wanted = [CMYK_TRAIN[0], PNG_TRAIN[0]][: classes] if quirks else []
