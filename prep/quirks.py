@@ -4,7 +4,14 @@
 * PNG stored under a ``.JPEG`` name (1 in train) -> converted to an RGB JPEG under the same name.
 * Grayscale JPEG (thousands) -> kept as they are: every imnet loader decodes to RGB, and re-encoding
   would only lose quality. They are counted, not listed as repairs.
-* Anything PIL cannot identify -> kept and reported as undecodable, with its name.
+* Anything PIL cannot identify or fully decode -> kept and reported as undecodable, with its name
+  and why (PIL is the torch loader's decoder: a file it refuses is one the loaders must not use).
+
+Every image is decoded in full by PIL on its way into the tree. A JPEG is decoded with DCT scaling
+(``draft``, 1/8 size): libjpeg still reads every entropy-coded coefficient, marker and byte of the
+file, so it fails on exactly the files a full-size decode fails on (checked on 4,000 random
+corruptions of baseline, progressive and grayscale JPEGs: no disagreement; a smaller run is a test),
+for about three quarters of the CPU time.
 
 ``manifests/ILSVRC2012_quirks.tsv`` names the known CMYK/PNG files of the real set;
 :func:`cross_check` compares what was found against it.
@@ -12,6 +19,7 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import asdict, dataclass
 
 from PIL import Image
@@ -65,35 +73,57 @@ def jpeg_components(data: bytes) -> int | None:
     return None
 
 
-def inspect_image(rel: str, data: bytes) -> tuple[bytes, Quirk | None]:
+def undecodable_reason(err: BaseException) -> str:
+    """Why PIL refused a file, as one line without object addresses (PIL's "cannot identify image
+    file <_io.BytesIO object at 0x7f...>" names a buffer, not the file)."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(err, UnidentifiedImageError):
+        return "PIL cannot identify it as an image"
+    text = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", " ".join(str(err).split())) or type(err).__name__
+    return f"PIL cannot decode it: {text}"
+
+
+def decode_fully(image: Image.Image) -> None:
+    """Decode every byte of an opened image (JPEG: with 1/8 DCT scaling, see the module docstring);
+    raises what PIL raises on corrupt data."""
+    if image.format == "JPEG":
+        image.draft(image.mode, (1, 1))
+    image.load()
+
+
+def inspect_image(rel: str, data: bytes, decode: bool = True) -> tuple[bytes, Quirk | None]:
     """Look at one image's bytes; return the bytes to write (repaired when needed) and the quirk
     found (``None`` for a plain RGB JPEG). ``rel`` is the file's path in the tree, for the record.
 
-    Only the JPEG header's frame segment is read for ordinary files; PIL looks at the others, and
-    a full decode happens just for files that need a repair, so this costs microseconds per image.
+    With ``decode`` (prep's default) every image is decoded in full, so a file with a valid header
+    and a corrupt body is found (~1 ms per ImageNet-sized JPEG; benchmarks/RESULTS.md). Without it
+    only the JPEG frame header is read for ordinary files (microseconds).
     """
     if data.startswith(JPEG_MAGIC):
-        if jpeg_components(data) == 3:  # the common case, decided without PIL
+        if not decode and jpeg_components(data) == 3:  # the common case, decided without PIL
             return data, None
         try:
             with Image.open(io.BytesIO(data)) as image:
                 mode = image.mode
+                if mode in ("CMYK", "YCbCr", "P", "LA", "RGBA", "I;16"):
+                    kind = "cmyk" if mode == "CMYK" else f"mode-{mode}"
+                    return _encode_rgb_jpeg(image), Quirk(rel, kind, f"re-encoded {mode} JPEG as RGB JPEG")
+                if decode:
+                    decode_fully(image)
                 if mode == "RGB":
                     return data, None
                 if mode == "L":
                     return data, Quirk(rel, "grayscale", "kept (loaders decode to RGB)")
-                if mode in ("CMYK", "YCbCr", "P", "LA", "RGBA", "I;16"):
-                    kind = "cmyk" if mode == "CMYK" else f"mode-{mode}"
-                    return _encode_rgb_jpeg(image), Quirk(rel, kind, f"re-encoded {mode} JPEG as RGB JPEG")
                 return data, Quirk(rel, f"mode-{mode}", "kept")
-        except Exception as err:  # PIL raises many types on broken headers
-            return data, Quirk(rel, "undecodable", f"kept; PIL cannot read it: {err}")
+        except Exception as err:  # PIL raises many types on broken data
+            return data, Quirk(rel, "undecodable", f"kept; {undecodable_reason(err)}")
     try:
         with Image.open(io.BytesIO(data)) as image:
             fmt = image.format or "unknown"
             repaired = _encode_rgb_jpeg(image)
     except Exception as err:
-        return data, Quirk(rel, "undecodable", f"kept; PIL cannot read it: {err}")
+        return data, Quirk(rel, "undecodable", f"kept; {undecodable_reason(err)}")
     kind = "png" if data.startswith(PNG_MAGIC) else fmt.lower()
     return repaired, Quirk(rel, kind, f"converted {fmt} to RGB JPEG")
 

@@ -17,6 +17,7 @@ from typing import Iterator, NamedTuple, Sequence
 import torch
 
 from imnet.data.filelist import SplitList, check_rank, read_split, shard_range
+from imnet.data.screen import SkipRecorded, backend_for_paths, screen_eval, screen_train
 from imnet.data.transforms import check_eval_geometry, check_interpolation
 from imnet.errors import ImnetError
 
@@ -190,19 +191,22 @@ def build_eval_loader(data: Path, split: str = "val", *, crop_size: int, resize_
     shard = shard_range(len(table), rank, world_size)
     norm = Normalization(_triple(mean, "mean"), _triple(std, "std"), fp16)
     workers = default_workers() if workers is None else workers
-    backend = choose_loader(loader, device)
+    backend = backend_for_paths(table, choose_loader(loader, device), loader)
+    skip = screen_eval(table, shard, skip_bad, backend)  # images the tree records as undecodable
     if backend == "dali":
         from imnet.data.dali import DaliEvalLoader
 
-        return DaliEvalLoader(table, shard, crop_size=crop_size, resize_size=resize_size,
-                              interpolation=interpolation, norm=norm, crops=crops,
-                              batch_size=batch_size, threads=workers, device=device, rank=rank,
-                              world_size=world_size, skip_bad=skip_bad)
-    from imnet.data.torch_loader import TorchEvalLoader
+        built = DaliEvalLoader(table, shard, crop_size=crop_size, resize_size=resize_size,
+                               interpolation=interpolation, norm=norm, crops=crops,
+                               batch_size=batch_size, threads=workers, device=device, rank=rank,
+                               world_size=world_size, skip_bad=skip_bad or bool(skip))
+    else:
+        from imnet.data.torch_loader import TorchEvalLoader
 
-    return TorchEvalLoader(table, shard, crop_size=crop_size, resize_size=resize_size,
-                           interpolation=interpolation, norm=norm, crops=crops, batch_size=batch_size,
-                           workers=workers, device=device, skip_bad=skip_bad)
+        built = TorchEvalLoader(table, shard, crop_size=crop_size, resize_size=resize_size,
+                                interpolation=interpolation, norm=norm, crops=crops, batch_size=batch_size,
+                                workers=workers, device=device, skip_bad=skip_bad or bool(skip))
+    return SkipRecorded(built, skip, skip_bad) if skip else built
 
 
 def build_train_loader(data: Path, *, crop_size: int = 224, resize_size: int = 256,
@@ -229,7 +233,9 @@ def build_train_loader(data: Path, *, crop_size: int = 224, resize_size: int = 2
     options = dict(crop_size=crop_size, resize_size=resize_size, aug=aug, interpolation=interpolation,
                    norm=norm, batch_size=batch_size, device=device, rank=rank,
                    world_size=world_size, seed=seed)
-    if choose_loader(loader, device) == "dali":
+    backend = backend_for_paths(table, choose_loader(loader, device), loader)
+    table = screen_train(table, backend)  # without the images the tree records as undecodable
+    if backend == "dali":
         from imnet.data.dali import DaliTrainLoader
 
         return DaliTrainLoader(table, threads=workers, **options)
