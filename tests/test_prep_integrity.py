@@ -19,7 +19,7 @@ from imnet.cli import main
 from imnet.errors import ImnetError
 from imnet.prep import prepare, verify_tree
 from imnet.prep.manifests import read_file_list
-from imnet.prep.quirks import decode_fully, inspect_image
+from imnet.prep.quirks import inspect_image
 from imnet.testing import fake_ilsvrc
 from imnet.testing.fake import encode, render_image, _class_looks
 
@@ -112,44 +112,54 @@ def test_a_repaired_image_is_recorded_with_its_new_size_and_hash(fake, tree, cli
         assert subprocess.run(["sha256sum", "--quiet", "-c", "meta/val.sha256"], cwd=tree).returncode == 0
 
 
-def test_decode_check_with_dct_scaling_fails_exactly_where_a_full_decode_fails():
-    """prep decodes JPEGs at 1/8 scale (all entropy data still read); over random corruptions of
-    baseline, progressive and grayscale JPEGs, it must refuse exactly the files a full decode refuses."""
+def test_prep_decode_verdict_is_a_full_decodes_on_random_corruptions():
+    """prep accepts a structurally clean baseline JPEG after decoding its headers and first KiB, and
+    decodes every other image at 1/8 DCT scale; over random corruptions (cut, overwritten, inserted,
+    flipped bytes, in headers and scans) of baseline, progressive, 4:4:4 and grayscale JPEGs its
+    verdict must be exactly that of a plain full-size decode."""
+    from imnet.prep.quirks import decodes_by_structure
+
     rng = random.Random(12)
     looks = _class_looks(3, 0)
     bases = []
     for i in range(3):
         image = Image.fromarray(render_image(looks[i], (96, 72), np.random.default_rng(i), 20.0))
-        for options, mode in (({}, "RGB"), ({"progressive": True}, "RGB"), ({}, "L")):
+        for options, mode in (({}, "RGB"), ({"progressive": True}, "RGB"), ({"subsampling": 0}, "RGB"), ({}, "L")):
             out = io.BytesIO()
             image.convert(mode).save(out, "JPEG", quality=90, **options)
             bases.append(out.getvalue())
 
-    def fails(data, draft):
+    def full_decode_fails(data):
         try:
             with Image.open(io.BytesIO(data)) as image:
-                decode_fully(image) if draft else image.load()
+                image.load()
         except Exception:
             return True
         return False
 
-    refused = 0
-    for _ in range(400):
+    refused = shortcut = 0
+    for _ in range(600):
         data = bytearray(rng.choice(bases))
-        kind, at = rng.randrange(4), rng.randrange(len(data))
+        scan = data.find(b"\xff\xda")
+        kind, at = rng.randrange(5), rng.randrange(len(data))
         if kind == 0:
             data = data[:at]
         elif kind == 1:
-            data[at:at + 2] = b"\xff" + bytes([rng.choice([0xd8, 0xc4, 0xdb, 0xda, 0x00, 0x17])])
+            data[at:at + 2] = b"\xff" + bytes([rng.randrange(256)])
         elif kind == 2:
-            data[at:at + 300] = bytes(len(data[at:at + 300]))
+            data[at:at + 300] = bytes(rng.randrange(256) for _ in data[at:at + 300])
+        elif kind == 3:
+            data[rng.randrange(scan + 4)] = rng.randrange(256)  # a header byte
         else:
             for _ in range(8):
-                data[rng.randrange(len(data))] = rng.randrange(256)
-        full = fails(bytes(data), draft=False)
-        assert fails(bytes(data), draft=True) == full
-        refused += full
-    assert 50 < refused < 350  # both outcomes were exercised
+                data[rng.randrange(scan + 4, len(data))] = rng.randrange(256)  # scan bytes
+        data = bytes(data)
+        _, quirk = inspect_image("val/n0/x.JPEG", data)
+        expected = full_decode_fails(data)
+        assert (quirk is not None and quirk.kind == "undecodable") == expected
+        refused += expected
+        shortcut += decodes_by_structure(data)
+    assert 100 < refused < 500 and shortcut > 100  # both verdicts, and the shortcut, were exercised
 
 
 # --- hashes ---------------------------------------------------------------------------------------------
