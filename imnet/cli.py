@@ -320,7 +320,7 @@ def eval_(ctx, archs, weights, data, src, split, crops, real_labels, loader, bat
     """Evaluate zoo models (1-, 5-, 10-crop; original and ReaL labels) into predictions.h5 and results.*
 
     \b
-    imnet eval --crops 10 --real-labels --data /data/imagenet       # every model with weights
+    imnet eval --crops 10 --real-labels --data /data/imagenet       # every model with official weights
     imnet eval --arch resnet50 --crops 1 5 10 --data /data/imagenet --limit 500
     imnet eval --from-store eval_out/predictions.h5 --real-labels /data/real.json
     """

@@ -15,6 +15,7 @@ verified downloads, and failures that say what went wrong in a few words.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -178,6 +179,8 @@ def describe_failure(err: BaseException) -> tuple[str, str]:
         seen.append(cur)
         cur = cur.__cause__ or cur.__context__
     for e in seen:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return "disk full", f"no space left on the device ({e.filename or 'the cache'})"
         code = _status_code(e)
         if code is not None:
             phrase = {401: "unauthorized", 403: "forbidden", 404: "not found"}.get(code, "HTTP error")

@@ -169,3 +169,26 @@ def test_train_init_from_official_fine_tunes_from_the_fetched_weights(server, tr
     assert code == 2 and "--init-from official: the weights of dla46_c are not cached and network access is off" in stderr
     code, _, stderr = _cli(["train", "--resume", str(run), "--init-from", "official"], capsys)
     assert code == 2 and "drop --init-from" in stderr
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_fetch_once(server, checkpoints, tree, tmp_path):
+    """Under torchrun (2 processes, gloo) local rank 0 fetches, the other rank waits and then finds
+    the file cached: one download, every image evaluated once."""
+    import os
+    import subprocess
+    import sys
+
+    server.add_hub("timm/dla46_c.in1k", "model.safetensors", checkpoints["timm/dla46_c.in1k"][1])
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_ENDPOINT": server.url, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "imnet", "eval", "--arch", "dla46_c", "--data", str(tree), "--out", str(out),
+         "--loader", "torch", "--workers", "0", "--device", "cpu"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "evaluated 1, reused 0, fetched 1, skipped 0" in done.stdout
+    assert len(server.gets("/timm/dla46_c.in1k/resolve/main/model.safetensors")) == 1
+    preds = read_model(out / "predictions.h5", "dla46_c")
+    assert preds.info["world_size"] == 2 and sorted(preds.indices.tolist()) == list(range(6))

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 import timm
@@ -288,8 +287,8 @@ def test_mirror_url_serves_every_file_by_name(server, test_zoo, monkeypatch, cap
     assert {r.path for r in server.gets()} == {f"/mirror/{name}", "/mirror/timm/dla46_c.in1k/model.safetensors",
                                               "/mirror/SHA256SUMS"}
     code, out, _ = _cli(["weights", "list", "test_tiny", "dla46_c"], capsys)
-    assert f"timm/dla46_c.in1k/model.safetensors" in _cli(["weights", "list", "--format", "csv", "dla46_c"],
-                                                          capsys)[1]
+    assert code == 0 and "2 models with official weights, 2 cached" in out
+    assert "torch hub cache (hub file from a mirror): " in out
 
 
 def test_mirror_folder_works_offline_and_checks_sha256sums(test_zoo, monkeypatch, capsys, tmp_path):
@@ -442,3 +441,29 @@ def test_real_labels_local_file_first_then_mirror_then_offline(server, monkeypat
     with pytest.raises(ImnetError, match=r"network access is off \(IMNET_OFFLINE=1\).*--data or --src"):
         find_or_fetch_real_labels(tmp_path / "elsewhere")
     assert server.requests == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs (needs root and mount rights; skipped cleanly otherwise)."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_disk_full_is_named_and_the_partial_file_is_never_taken_as_good(server, test_zoo, small_disk,
+                                                                       monkeypatch, capsys):
+    _, data = _checkpoint(12, pad_mb=24)
+    name = _hashed_name("tiny", data)
+    test_zoo("test_tiny", server.add(f"/models/{name}", data))
+    monkeypatch.setenv("TORCH_HOME", str(small_disk / "torch"))
+    code, out, _ = _cli(["weights", "fetch", "test_tiny", "--no-progress"], capsys)
+    assert code == 1 and "disk full: 1 (test_tiny)" in out and "no space left on the device" in out
+    checkpoints = small_disk / "torch" / "hub" / "checkpoints"
+    assert not (checkpoints / name).exists()
+    assert resolve_official(zoo.get_config("test_tiny"))[0] is None

@@ -46,8 +46,14 @@ class WeightsRow:
 
 
 def models_with_weights(pattern: str | list[str] = "*") -> list[str]:
-    """Zoo models matching ``pattern`` that name official weights; :class:`ImnetError` when none do."""
-    names = [n for n in list_models(pattern) if get_config(n).weights is not None]
+    """Zoo models matching ``pattern`` (shell patterns, or names, library pass-throughs such as
+    ``timm/<name>`` included) that name official weights; :class:`ImnetError` when none do."""
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    names = [n for n in list_models(patterns) if get_config(n).weights is not None]
+    for p in patterns:
+        if not any(ch in p for ch in "*?[") and p not in names and "/" in p:
+            if get_config(p).weights is not None:  # ImnetError for an unknown name
+                names.append(p)
     if not names:
         raise ImnetError(f"no zoo model with official weights matches {pattern!r}; "
                          "`imnet weights list` shows them all")

@@ -18,9 +18,15 @@ import torch.nn as nn
 
 from imnet.errors import ImnetError
 # The shared records live in imnet.zoo.config; re-exported so family files import them from here.
-from imnet.zoo.config import (IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD,  # noqa: F401
-                              ModelConfig, Published, WeightsFigures, WeightsSource)
+from imnet.zoo.config import (IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, ModelConfig,
+                              Published, WeightsFigures, WeightsSource)
 from imnet.zoo.figures import weights_figures
+
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "INCEPTION_MEAN", "INCEPTION_STD", "ModelConfig", "Published",
+    "WeightsFigures", "WeightsSource", "get_builder", "get_config", "list_models", "register_model",
+    "register_prefix", "with_weights_figures",
+]
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,9 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from imnet.download import (DownloadError, Expected, check_file, describe_failure, fetch_to, mirror,
+from imnet.download import (DownloadError, Expected, check_reachable, describe_failure, fetch_to, mirror,
                             mirror_location, mirror_sha256, offline_reason, remember_unreachable,
-                            check_reachable, remove_quietly)
+                            remove_quietly)
 from imnet.errors import ImnetError
 from imnet.zoo.config import ModelConfig
 from imnet.zoo.registry import get_config
