@@ -97,7 +97,7 @@ def _run_arch(run_dir: Path) -> str | None:
     return record.get("arch") if isinstance(record, dict) else None
 
 
-def plan_models(archs: list[str], weights: Path | None, fetch: bool = False
+def plan_models(archs: list[str], weights: Path | None, fetch: bool = False, num_classes: int | None = None
                 ) -> tuple[list[ModelPlan], list[Skipped]]:
     """Which models to evaluate with which weights, and which to skip with the reason.
 
@@ -106,9 +106,10 @@ def plan_models(archs: list[str], weights: Path | None, fetch: bool = False
     run's arch when ``weights`` is a training run directory. ``weights`` may be a file (exactly one
     model), a directory of ``<name>.pth`` or a run directory; without it each model's weights are
     looked for where :func:`imnet.zoo.weights.resolve_weights` looks and, with ``fetch``, official
-    weights not cached are fetched (:func:`imnet.zoo.weights.resolve_or_fetch`); a failed fetch
-    skips the model with its reason."""
-    from imnet.zoo import list_models
+    weights not cached are fetched (:func:`imnet.zoo.weights.resolve_or_fetch`), unless they
+    classify another number of classes than ``num_classes`` (the tree's; they could not be evaluated
+    on it); a failed fetch skips the model with its reason."""
+    from imnet.zoo import get_config, list_models
     from imnet.zoo.weights import resolve_or_fetch
 
     run_arch = _run_arch(weights) if weights is not None and weights.is_dir() else None
@@ -137,12 +138,23 @@ def plan_models(archs: list[str], weights: Path | None, fetch: bool = False
                 continue
         if run_arch is not None and name != run_arch:
             raise ImnetError(f"{weights / 'run.json'}: the run trained {run_arch!r}, not {name!r}")
-        found = resolve_or_fetch(name, given, fetch=fetch and given is None)
-        if found.path is None:
+        found = resolve_or_fetch(name, given, fetch=fetch and given is None and _fits(name, num_classes))
+        if found.path is None and found.kind == "not cached" and fetch and not _fits(name, num_classes):
+            classes = get_config(name).num_classes
+            skipped.append(Skipped(name, f"its official weights classify {classes} classes, the tree has "
+                                         f"{num_classes}; not fetched", kind=f"official weights classify {classes} classes"))
+        elif found.path is None:
             skipped.append(Skipped(name, found.where, kind=found.kind))
         else:
             plans.append(ModelPlan(name, found.path, found.where, found.fetched))
     return plans, skipped
+
+
+def _fits(name: str, num_classes: int | None) -> bool:
+    """Whether official weights of ``name`` could be evaluated on a tree of ``num_classes`` classes."""
+    from imnet.zoo import get_config
+
+    return num_classes is None or get_config(name).num_classes == num_classes
 
 
 def default_models() -> list[str]:
@@ -400,7 +412,7 @@ def _evaluate_models(options: EvalOptions, ctx: DistContext, device: str, crop_c
     weights = Path(options.weights) if options.weights else None
     # Local rank 0 fetches missing official weights first; the other ranks then find them cached.
     if ctx.local_rank == 0:
-        plans, skipped = plan_models(list(options.archs), weights, fetch=True)
+        plans, skipped = plan_models(list(options.archs), weights, fetch=True, num_classes=num_classes)
     ctx.barrier()
     if ctx.local_rank != 0:
         plans, skipped = plan_models(list(options.archs), weights)

@@ -2,7 +2,8 @@
 server on 127.0.0.1 (imnet.testing.server) that stands in for the Hugging Face hub and a mirror.
 
 The served checkpoints are generated timm DLA weights (dla46_c, dla46x_c: the zoo's smallest with
-official weights), classifying the 4 classes of the generated tree."""
+official weights) with the official files' 1000-class heads, evaluated on a generated 1000-class tree
+of 3 val images."""
 import hashlib
 import json
 import shutil
@@ -19,7 +20,7 @@ from imnet.eval.store import read_model, stored_models
 from imnet.testing import prepared_tree
 from imnet.testing.server import WeightsServer
 
-CLASSES = 4
+CLASSES, VAL = 1000, 3
 SERVED = {"timm/dla46_c.in1k": "dla46_c", "timm/dla46x_c.in1k": "dla46x_c"}
 
 
@@ -48,9 +49,15 @@ def checkpoints():
 
 @pytest.fixture
 def tree(tmp_path):
-    data = prepared_tree(tmp_path / "tree", classes=CLASSES, train_per_class=2, val=6)
+    """1000 classes (one tiny train image each), 3 val images, real.json in the tree."""
+    data = prepared_tree(tmp_path / "tree", classes=CLASSES, train_per_class=1, val=VAL, image_size=(32, 32))
     shutil.copy(data.parent / "src" / "real.json", data / "real.json")  # --real-labels finds it locally
     return data
+
+
+@pytest.fixture
+def small_tree(tmp_path):
+    return prepared_tree(tmp_path / "small", classes=4, train_per_class=2, val=4)
 
 
 @pytest.fixture
@@ -107,6 +114,17 @@ def test_eval_offline_does_not_fetch(server, checkpoints, tree, tmp_path, monkey
     assert server.requests == []
 
 
+def test_official_weights_of_another_class_count_are_not_fetched(server, checkpoints, small_tree, tmp_path,
+                                                                monkeypatch, capsys):
+    server.add_hub("timm/dla46_c.in1k", "model.safetensors", checkpoints["timm/dla46_c.in1k"][1])
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    code, _, stderr = _cli(["eval", "--arch", "dla46_c", "--data", str(small_tree), "--out", str(tmp_path / "o")],
+                           capsys)
+    assert code == 2 and ("dla46_c: its official weights classify 1000 classes, the tree has 4; not fetched"
+                          in stderr)
+    assert server.requests == []
+
+
 def test_acceptance_eval_with_no_options_evaluates_what_the_server_provides(
         server, checkpoints, tree, tmp_path, monkeypatch, capsys):
     """`imnet eval --crops 10 --real-labels --data D`, nothing else, with a mirror on 127.0.0.1 as the
@@ -139,7 +157,7 @@ def test_acceptance_eval_with_no_options_evaluates_what_the_server_provides(
     assert stderr.count("imnet: fetching ") == len(with_weights) - 2  # one line per file tried
 
 
-def test_train_init_from_official_fine_tunes_from_the_fetched_weights(server, tree, tmp_path, monkeypatch,
+def test_train_init_from_official_fine_tunes_from_the_fetched_weights(server, small_tree, tmp_path, monkeypatch,
                                                                      capsys, one_torch_thread):
     """The official file classifies 1000 classes, the tree 4: every other weight is the official one
     (lr 0 keeps it so) and the classifier starts fresh; run.json says where the weights came from."""
@@ -149,7 +167,7 @@ def test_train_init_from_official_fine_tunes_from_the_fetched_weights(server, tr
     server.add_hub("timm/dla46_c.in1k", "model.safetensors", data)
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     run = tmp_path / "run"
-    args = ["train", "--arch", "dla46_c", "--data", str(tree), "--out", str(run), "--epochs", "1",
+    args = ["train", "--arch", "dla46_c", "--data", str(small_tree), "--out", str(run), "--epochs", "1",
             "--batch-size", "4", "--img-size", "32", "--lr", "0", "--loader", "torch", "--workers", "0",
             "--device", "cpu", "--no-progress", "--init-from", "official"]
     code, stdout, stderr = _cli(args, capsys)
@@ -159,7 +177,7 @@ def test_train_init_from_official_fine_tunes_from_the_fetched_weights(server, tr
     assert record["init_from"].startswith("official: ") and "models--timm--dla46_c.in1k" in record["init_from"]
     assert (tmp_path / "hf" / "hub" / "models--timm--dla46_c.in1k" / "blobs" / blob).is_file()
     trained = torch.load(run / "last.pth", map_location="cpu", weights_only=True)["model"]
-    assert trained["fc.weight"].shape[0] == CLASSES
+    assert trained["fc.weight"].shape[0] == 4
     for key in ("base_layer.0.weight", "level5.tree2.conv2.weight"):
         assert torch.equal(trained[key], official[key]), key
     # Offline with nothing cached: one clear line, exit 2.
@@ -191,4 +209,4 @@ def test_torchrun_two_ranks_fetch_once(server, checkpoints, tree, tmp_path):
     assert "evaluated 1, reused 0, fetched 1, skipped 0" in done.stdout
     assert len(server.gets("/timm/dla46_c.in1k/resolve/main/model.safetensors")) == 1
     preds = read_model(out / "predictions.h5", "dla46_c")
-    assert preds.info["world_size"] == 2 and sorted(preds.indices.tolist()) == list(range(6))
+    assert preds.info["world_size"] == 2 and sorted(preds.indices.tolist()) == list(range(VAL))
