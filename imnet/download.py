@@ -148,7 +148,7 @@ def _mirror_sums(value: str) -> dict[str, str]:
 
             buffer = io.BytesIO()
             try:
-                http_get(location, buffer, tqdm_class=_bar_class(False))
+                http_get(location, buffer, tqdm_class=bar_class(False))
                 text = buffer.getvalue().decode("utf-8", "replace")
             except Exception:  # no list on the mirror: files are checked by their own hashes only
                 text = ""
@@ -228,7 +228,7 @@ def forget_unreachable() -> None:
 
 # --- fetching -------------------------------------------------------------------------------------
 
-def _bar_class(progress: bool) -> type[tqdm]:
+def bar_class(progress: bool) -> type[tqdm]:
     """A tqdm class for huggingface_hub's downloaders: bytes, to stderr, shown or not."""
 
     class Bar(tqdm):
@@ -295,7 +295,7 @@ def fetch_url(url: str, target: Path, expected: Expected = Expected(), *, desc: 
                 with open(partial, "ab") as f:
                     resume = f.tell()
                     http_get(url, f, resume_size=resume, displayed_filename=desc or target.name,
-                             tqdm_class=_bar_class(progress))
+                             tqdm_class=bar_class(progress))
                 break
             except Exception as err:
                 if _status_code(err) == 416 and attempt == 0:
@@ -337,7 +337,7 @@ def copy_file(source: Path, target: Path, expected: Expected = Expected(), *, de
                 dst.truncate(0)
                 done = 0
             src.seek(done)
-            with _bar_class(progress)(total=total, initial=done, unit="B", unit_scale=True,
+            with bar_class(progress)(total=total, initial=done, unit="B", unit_scale=True,
                                       desc=desc or target.name) as bar:
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)

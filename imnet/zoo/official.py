@@ -22,7 +22,7 @@ from imnet.errors import ImnetError
 from imnet.zoo.config import ModelConfig
 from imnet.zoo.figures import torchvision_file_size
 from imnet.zoo.registry import get_config, list_models
-from imnet.zoo.weights import (HF_FETCH_FILES, _remove_hub_file, _stderr, fetch_weights, hash_in_name,
+from imnet.zoo.weights import (HF_FETCH_FILES, remove_hub_file, stderr_line, fetch_weights, hash_in_name,
                                hub_file_check, read_state_dict, resolve_official)
 
 FORMATS = ("text", "csv", "json")
@@ -157,7 +157,7 @@ def _names(names: list[str], limit: int = 8) -> str:
 
 
 def fetch_official(pattern: str | list[str] = "*", force: bool = False, progress: bool = True,
-                   echo: Callable[[str], None] | None = _stderr) -> FetchReport:
+                   echo: Callable[[str], None] | None = stderr_line) -> FetchReport:
     """Fetch the official file of every zoo model matching ``pattern`` that is not cached (all of
     them with ``force``: the cached files are deleted first); one download per file, failures
     recorded per model and the others going on."""
@@ -170,7 +170,7 @@ def fetch_official(pattern: str | list[str] = "*", force: bool = False, progress
         config = configs[0]
         path, _ = resolve_official(config)
         if path is not None and force:
-            (_remove_hub_file if config.weights.hf_hub_id else remove_quietly)(path)  # type: ignore[union-attr]
+            (remove_hub_file if config.weights.hf_hub_id else remove_quietly)(path)  # type: ignore[union-attr]
             path = None
         if path is not None:
             report.cached += [c.name for c in configs]
@@ -236,7 +236,7 @@ def verify_official(pattern: str | list[str] = "*", delete: bool = False,
         if key not in checked:
             checked[key] = _verify_file(config, path)
             if checked[key][0] == "bad" and delete:
-                (_remove_hub_file if "models--" in key else remove_quietly)(path)
+                (remove_hub_file if "models--" in key else remove_quietly)(path)
                 checked[key] = ("bad", checked[key][1] + "; deleted")
         status, detail = checked[key]
         results.append(VerifyResult(name, status, detail, key))

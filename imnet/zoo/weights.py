@@ -311,7 +311,7 @@ def _load_strict(model: nn.Module, state_dict: dict, path: Path, config: ModelCo
 
 # --- fetching the official files ------------------------------------------------------------------
 
-def _stderr(line: str) -> None:
+def stderr_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
@@ -386,7 +386,7 @@ def hub_file_check(path: Path) -> tuple[bool, str | None]:
     return False, None
 
 
-def _remove_hub_file(path: Path) -> None:
+def remove_hub_file(path: Path) -> None:
     blob = Path(os.path.realpath(path))
     remove_quietly(path)
     if blob != path:
@@ -396,7 +396,7 @@ def _remove_hub_file(path: Path) -> None:
 def _hub_download(step: FetchStep, progress: bool) -> Path:
     from huggingface_hub import hf_hub_download
 
-    from imnet.download import _bar_class
+    from imnet.download import bar_class
 
     hub_id, filename = step.hub  # type: ignore[misc]
     reason = offline_reason()
@@ -406,20 +406,20 @@ def _hub_download(step: FetchStep, progress: bool) -> Path:
     try:
         path = Path(hf_hub_download(hub_id, filename, cache_dir=hf_hub_cache_dir(),
                                     endpoint=os.environ.get("HF_ENDPOINT") or None,
-                                    tqdm_class=_bar_class(progress)))
+                                    tqdm_class=bar_class(progress)))
     except Exception as err:  # huggingface_hub's and httpx's errors share no base class
         kind, detail = describe_failure(err)
         remember_unreachable(step.location, kind, detail)
         raise DownloadError(f"{step.location}: {detail}", kind) from None
     verifiable, problem = hub_file_check(path)
     if problem is not None:
-        _remove_hub_file(path)
+        remove_hub_file(path)
         raise DownloadError(f"{step.location}: {problem}; the download was deleted", "hash mismatch")
     return path
 
 
 def fetch_weights(config: ModelConfig, progress: bool = True,
-                  echo: Callable[[str], None] | None = _stderr) -> Path:
+                  echo: Callable[[str], None] | None = stderr_line) -> Path:
     """Fetch ``config``'s official file into the cache :func:`resolve_weights` reads and return it
     (one line on ``echo`` per download, a tqdm bar on stderr). The steps of :func:`fetch_steps` are
     tried in order while the file is not found; any other failure ends the fetch.
@@ -451,7 +451,7 @@ def fetch_weights(config: ModelConfig, progress: bool = True,
             try:  # no hash to check it against: it must at least be a checkpoint
                 read_state_dict(path)
             except ImnetError as err:
-                (_remove_hub_file if step.hub is not None else remove_quietly)(path)
+                (remove_hub_file if step.hub is not None else remove_quietly)(path)
                 what = str(err).split(" (", 1)[0]  # "<path>: corrupt or unreadable checkpoint"
                 raise DownloadError(f"{config.name}: {what} (from {step.location}, which publishes no "
                                     "hash to check it against); the download was deleted",
@@ -477,7 +477,7 @@ class Resolution:
 
 
 def resolve_or_fetch(name: str, weights: str | os.PathLike | None = None, fetch: bool = True,
-                     progress: bool = True, echo: Callable[[str], None] | None = _stderr) -> Resolution:
+                     progress: bool = True, echo: Callable[[str], None] | None = stderr_line) -> Resolution:
     """The weights of ``name`` as :func:`resolve_weights` finds them; when none are found and the
     model has official weights, fetched (:func:`fetch_weights`) unless ``fetch`` is False or network
     access is off (a mirror folder still serves). A failed fetch is a :class:`Resolution` without
