@@ -44,6 +44,28 @@ class DistContext:
         if self.distributed:
             dist.barrier()
 
+    def broadcast_object(self, value):
+        """Rank 0's ``value`` (any picklable object) on every rank."""
+        if not self.distributed:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather_objects(self, value) -> list:
+        """Every rank's ``value`` (picklable), in rank order, on every rank."""
+        if not self.distributed:
+            return [value]
+        out = [None] * self.world_size
+        dist.all_gather_object(out, value)
+        return out
+
+    def all_reduce(self, tensor: torch.Tensor, op=None) -> torch.Tensor:
+        """Reduce ``tensor`` in place across ranks (sum unless ``op``); returns it."""
+        if self.distributed:
+            dist.all_reduce(tensor, op=op or dist.ReduceOp.SUM)
+        return tensor
+
 
 def init_distributed(device: str) -> DistContext:
     """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK),
