@@ -5,7 +5,7 @@
   ``ToTensor``/``Normalize`` in a ``DataLoader``, model forward, top-k per batch),
 
 for each model and crop count, measured interleaved in the same run (median of ``--repeats``), in
-steady state (from the first batch's arrival on, so start-up is left out of both loops). The
+steady state (after the first batch's forward pass, so start-up is left out of both loops). The
 data are generated JPEGs of ImageNet's typical size (500x375 by default, ``imnet.testing``); the
 weights are random (speed does not depend on them). Goals: on CPU, imnet eval >= 1.2x the timm-style
 loop; on a GPU, imnet eval >= 0.9x the pure forward throughput.
@@ -29,7 +29,7 @@ import torchvision.transforms as T
 from torch.utils.data import DataLoader
 
 from imnet.data import build_eval_loader, eval_resize_size
-from imnet.eval.runner import AMP_DTYPES, run_forward
+from imnet.eval.runner import AMP_DTYPES, numerics, run_forward
 from imnet.testing import prepared_tree
 from imnet.zoo import create_model, get_config
 
@@ -65,42 +65,43 @@ def pure_forward(model, device: str, batch: int, crops: int, size: int, amp: str
 
 
 class SteadyClock:
-    """Wraps a loader and notes when its first batch arrives, so a loop's steady-state speed leaves
-    out the start-up (workers forking, DALI building its pipeline), which a 50,000-image eval pays
-    once but a benchmark of a few batches would mostly measure. Every image counts, the first
-    batch's too: its forward pass runs after the clock starts."""
+    """Wraps a loader and notes when the consumer asks for its second batch, i.e. when the first
+    batch's forward pass is done (timm's loop syncs on .item(), imnet's on the first batch), so a
+    loop's steady-state speed leaves out the start-up (workers forking, DALI building its pipeline,
+    the first decode, cuDNN autotuning), which a 50,000-image eval pays once but a benchmark of a
+    few batches would mostly measure. The same rule as ``imnet eval``'s ``images_per_sec``."""
 
     def __init__(self, loader) -> None:
         self.loader = loader
         self.first_at: float | None = None
+        self.first_images = 0
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self):
-        for batch in self.loader:
-            if self.first_at is None:
-                self.first_at = time.perf_counter()
+        for number, batch in enumerate(self.loader):
             yield batch
+            if number == 0:
+                self.first_at = time.perf_counter()
+                self.first_images = len(batch[1]) if isinstance(batch, (tuple, list)) else len(batch.labels)
 
     def rate(self, images: int, end: float) -> float:
-        """Images/s from the first batch's arrival to ``end``."""
-        return images / (end - self.first_at)
+        """Images/s after the first batch, to ``end``."""
+        return (images - self.first_images) / (end - self.first_at)
 
 
 def imnet_eval(model, data: Path, cfg: dict, crops: int, args) -> float:
     """Steady images/s of imnet eval's own loop (:func:`imnet.eval.runner.run_forward`) over the
     imnet loader."""
     loader = build_eval_loader(data, "val", crops=crops, batch_size=args.batch_size, workers=args.workers,
-                               loader=args.loader, device=args.device, **cfg)
-    clock = SteadyClock(loader)
+                               loader=args.loader, device=args.device, channels_last=args.channels_last, **cfg)
     try:
-        indices, _, _, _ = run_forward(model, clock, [crops], args.device, args.amp, args.channels_last,
-                                       progress=False)
-        end = time.perf_counter()  # run_forward synchronizes the device before returning
+        _, _, _, timing = run_forward(model, loader, [crops], args.device, args.amp, args.channels_last,
+                                      progress=False, num_classes=8)
     finally:
         loader.close()
-    return clock.rate(len(indices), end)
+    return timing.steady_images / timing.steady_s
 
 
 def _ten_crop_tensor(normalize):
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
           f"batch={args.batch_size} workers={args.workers} loader={args.loader} "
           f"images={args.images}/{args.images_10crop} of {width}x{height} repeats={args.repeats} "
           f"torch threads={torch.get_num_threads()}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, numerics(args.device, tf32=False):
         trees = {}
         for crops in args.crops:
             count = args.images if crops == 1 else args.images_10crop

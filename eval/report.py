@@ -26,9 +26,10 @@ from imnet.eval.store import ModelPredictions, read_store
 @dataclass
 class ResultRow:
     """One model at one crop count. Accuracies in percent; ``param_count`` in millions, ``gmacs`` per
-    crop at ``img_size``; ``images_per_sec`` is the speed of the forward pass that produced the row
-    (a 10-crop pass, ``pass_crops``=10, also gives the 1- and 5-crop rows); ``partial`` when
-    ``--limit`` or skipped images left part of the split out."""
+    crop at ``img_size``; ``images_per_sec`` is the steady-state speed of the forward pass that
+    produced the row (a 10-crop pass, ``pass_crops``=10, also gives the 1- and 5-crop rows), after its
+    ``startup_s``; ``partial`` when ``--limit`` or skipped images left part of the split out;
+    ``compiled``: what ``--compile`` really ran ("compiled", "partly", "eager"; "" without it)."""
 
     model: str
     top1: float | None
@@ -54,6 +55,8 @@ class ResultRow:
     published_top1: float | None = None
     published_top5: float | None = None
     published_real_top1: float | None = None
+    startup_s: float | None = None
+    compiled: str = ""
 
 
 @dataclass
@@ -79,6 +82,13 @@ def _published(name: str) -> tuple[float | None, float | None, float | None]:
     except ImnetError:  # not a zoo name (e.g. a training run's directory)
         return None, None, None
     return pub.top1, pub.top5, pub.real_top1
+
+
+def _compiled(record) -> str:
+    """The ``compiled`` column from a stored ``compile`` record (older stores: a bool)."""
+    if isinstance(record, dict):
+        return record.get("ran", "") if record.get("requested") else ""
+    return "requested" if record else ""
 
 
 def rows_for_model(preds: ModelPredictions, real_labels: list[list[int]] | None = None) -> list[ResultRow]:
@@ -115,6 +125,8 @@ def rows_for_model(preds: ModelPredictions, real_labels: list[list[int]] | None 
             published_top1=pub_top1 if comparable else None,
             published_top5=pub_top5 if comparable else None,
             published_real_top1=pub_real if comparable else None,
+            startup_s=_round(info.get("startup_s"), 2),
+            compiled=_compiled(info.get("compile")),
         ))
     return rows
 
