@@ -25,14 +25,17 @@ def count_classes(data: Path) -> int:
 
 
 def build_loaders(data: Path, recipe: Recipe, model_cfg, img_size: int, ctx: DistContext, *,
-                  loader: str, workers: int | None, seed: int):
-    """The run's (train loader, 1-crop val loader) at ``img_size``, sharded for ``ctx``'s rank."""
+                  loader: str, workers: int | None, seed: int, channels_last: bool = False):
+    """The run's (train loader, 1-crop val loader) at ``img_size``, sharded for ``ctx``'s rank, in
+    the memory format the model runs in. Each is built once and serves every epoch (DALI: one
+    pipeline each for the run; torch: persistent train workers, val workers per pass)."""
     from imnet.data import build_eval_loader, build_train_loader
 
     resize = recipe.resize_size or round(img_size / 0.875)
     common = dict(
         interpolation=model_cfg.interpolation, mean=model_cfg.mean, std=model_cfg.std, workers=workers,
         loader=loader, device=str(ctx.device), rank=ctx.rank, world_size=ctx.world_size,
+        channels_last=channels_last,
     )
     train_loader = build_train_loader(
         data, crop_size=img_size, resize_size=resize, aug=recipe.aug, batch_size=recipe.batch_size,

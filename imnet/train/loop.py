@@ -42,7 +42,7 @@ from imnet.train.epoch import StopRequest, train_epoch
 from imnet.train.parts import (amp_dtype, build_mixup_and_loss, build_optimizer, build_scheduler,
                                global_lr, set_act_learn, uses_act_learn)
 from imnet.train.recipes import RECIPES, Recipe, act_learn_lambda, recipe_from_dict
-from imnet.train.runtime import resolve_device, seed_everything, set_determinism
+from imnet.train.runtime import refused_ops, resolve_device, seed_everything, set_determinism
 from imnet.train.state import Best, restore_last, save_best, save_last, write_deploy
 from imnet.train.step import TrainStep
 from imnet.train.validation import validate
@@ -173,7 +173,7 @@ class _Run:
         img_size = recipe.img_size or int(model_cfg.input_size[-1])
         self.model_cfg, self.num_classes, self.img_size = model_cfg, num_classes, img_size
         dtype = amp_dtype(config.amp, self.device)
-        set_determinism(deterministic, self.device)
+        switches = set_determinism(deterministic, self.device)
 
         # Same seed on every rank for the model's init (DDP broadcasts rank 0's anyway), then one
         # stream per rank so augmentation and mixup differ across ranks.
@@ -184,8 +184,13 @@ class _Run:
             model = model.to(memory_format=torch.channels_last)
         seed_everything(seed + ctx.rank)
 
+        refused = refused_ops(model) if deterministic else []
+        if refused and self.device.type == "cuda":
+            _log(ctx, "--deterministic: no deterministic CUDA implementation, run as they are (warn_only) "
+                      "and recorded in run.json: " + "; ".join(refused))
         train_loader, val_loader = build_loaders(data, recipe, model_cfg, img_size, ctx, loader=config.loader,
-                                                 workers=config.workers, seed=config.seed)
+                                                 workers=config.workers, seed=config.seed,
+                                                 channels_last=channels_last)
         steps = torch.tensor([len(train_loader)], device=self.device)
         steps_per_epoch = int(ctx.all_reduce(steps, dist.ReduceOp.MIN if ctx.distributed else None).item())
         if steps_per_epoch < 1:
@@ -222,7 +227,7 @@ class _Run:
         self.step = TrainStep(model=model, net=net, ddp=ddp, optimizer=optimizer, scheduler=scheduler,
                               scaler=scaler, ema=ema, mixup=mixup, criterion=criterion, amp_dtype=dtype,
                               device=self.device, channels_last=channels_last, accum=accum,
-                              clip_grad=recipe.clip_grad)
+                              clip_grad=recipe.clip_grad, watch_determinism=deterministic)
         self.model, self.ema = model, ema
         self.train_loader, self.val_loader = train_loader, val_loader
         self.steps_per_epoch = steps_per_epoch
@@ -253,9 +258,12 @@ class _Run:
             "lr": lr,
             "seed": seed,
             "deterministic": deterministic,
+            **({"refused_on_cuda": refused} if deterministic else {}),
+            **switches,
             "channels_last": channels_last,
             "amp": str(dtype).replace("torch.", "") if dtype else "none",
             "loader": getattr(train_loader, "name", config.loader),
+            "loader_workers": {"train": train_loader.workers, "val": val_loader.workers},
             "recipe": recipe.to_dict(),
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -375,6 +383,10 @@ class _Run:
     def _write_record(self, **extra) -> None:
         if not self.ctx.is_main:
             return
+        if self.step.nondeterministic_ops is not None:
+            self.record["nondeterministic_ops"] = self.step.nondeterministic_ops
+        self.record["pipeline_builds"] = {"train": self.train_loader.pipeline_builds,
+                                          "val": self.val_loader.pipeline_builds}
         self.record.update(
             completed_epochs=len(self.history),
             best_epoch=self.best.epoch or None,

@@ -3,11 +3,14 @@ only on the micro-batch that updates), and every ``accum``-th step the optimizer
 the EMA update and the per-update scheduler step."""
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+
+from imnet.train.runtime import nondeterministic_op
 
 
 @dataclass
@@ -30,9 +33,30 @@ class TrainStep:
     accum: int
     clip_grad: float | None
     num_updates: int = 0
+    # With --deterministic: the ops torch warned about (no deterministic implementation) during
+    # the steps up to the first update, which run every op a step runs; None until then.
+    watch_determinism: bool = False
+    nondeterministic_ops: list[str] | None = field(default=None)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, is_update: bool) -> torch.Tensor:
         """Forward and backward one micro-batch; updates when ``is_update``. Returns the loss."""
+        if not self.watch_determinism:
+            return self._run(images, labels, is_update)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loss = self._run(images, labels, is_update)
+        ops = set(self.nondeterministic_ops or [])
+        for warning in caught:
+            op = nondeterministic_op(str(warning.message))
+            if op:
+                ops.add(op)
+            else:  # not ours to swallow
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        self.nondeterministic_ops = sorted(ops)
+        self.watch_determinism = not is_update
+        return loss
+
+    def _run(self, images: torch.Tensor, labels: torch.Tensor, is_update: bool) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         if self.channels_last:  # a no-op when the loader already delivers channels_last
