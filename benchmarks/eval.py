@@ -28,7 +28,7 @@ import torchvision.datasets as tvd
 import torchvision.transforms as T
 from torch.utils.data import DataLoader
 
-from imnet.data import build_eval_loader, eval_resize_size
+from imnet.data import build_eval_loader, eval_resize_size, loader_resources
 from imnet.eval.runner import AMP_DTYPES, numerics, run_forward
 from imnet.testing import prepared_tree
 from imnet.zoo import create_model, get_config
@@ -87,7 +87,9 @@ class SteadyClock:
                 self.first_images = len(batch[1]) if isinstance(batch, (tuple, list)) else len(batch.labels)
 
     def rate(self, images: int, end: float) -> float:
-        """Images/s after the first batch, to ``end``."""
+        """Images/s after the first batch, to ``end`` (nan with a single batch: no steady state)."""
+        if self.first_at is None or images <= self.first_images:
+            return float("nan")
         return (images - self.first_images) / (end - self.first_at)
 
 
@@ -101,7 +103,7 @@ def imnet_eval(model, data: Path, cfg: dict, crops: int, args) -> float:
                                       progress=False, num_classes=8)
     finally:
         loader.close()
-    return timing.steady_images / timing.steady_s
+    return timing.steady_images / timing.steady_s if timing.steady_images else float("nan")
 
 
 def _ten_crop_tensor(normalize):
@@ -144,6 +146,10 @@ def timm_style(model, data: Path, cfg: dict, crops: int, args) -> float:
     return loader.rate(n, time.perf_counter())
 
 
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and a == a and b == b else float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="resnet50,mobilenet_v3_small", help="comma-separated zoo names")
@@ -152,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images-10crop", type=int, default=16, help="val images per 5/10-crop measurement")
     parser.add_argument("--image-size", default="500x375", help="generated JPEG size WxH (ImageNet's typical)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="loader workers / DALI threads (both loops)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="loader workers / DALI threads of both loops [default: imnet's per-rank default, "
+                             "`imnet info`]")
     parser.add_argument("--loader", default="auto", choices=["auto", "dali", "torch"], help="imnet's loader")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
@@ -161,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timm-channels-last", action="store_true",
                         help="the timm-style loop in channels_last too (timm validate.py's default is NCHW)")
     parser.add_argument("--repeats", type=int, default=3, help="measurements per figure (median)")
+    parser.add_argument("--result-lines", action="store_true",
+                        help="also print RESULT lines (eval_vs_forward.<model>.<crops>crop ...) for benchmarks/gpu.sh")
     args = parser.parse_args(argv)
+    if args.workers is None:
+        args.workers = loader_resources().threads("torch")
 
     width, height = (int(v) for v in args.image_size.split("x"))
     print(f"# imnet eval benchmark: device={args.device} amp={args.amp} channels_last={args.channels_last} "
@@ -207,7 +219,12 @@ def main(argv: list[str] | None = None) -> int:
                           file=sys.stderr)
                 med = {k: statistics.median(v) for k, v in figures.items()}
                 print(f"| {name} | {crops} | {size} | {med['eval']:.3g} | {med['forward']:.3g} | {med['timm']:.3g} "
-                      f"| {med['eval'] / med['forward']:.2f}x | {med['eval'] / med['timm']:.2f}x |", flush=True)
+                      f"| {_ratio(med['eval'], med['forward']):.2f}x | {_ratio(med['eval'], med['timm']):.2f}x |",
+                      flush=True)
+                if args.result_lines:
+                    for what, base in (("forward", "pure forward"), ("timm", "timm-style loop")):
+                        print(f"RESULT eval_vs_{what}.{name}.{crops}crop {_ratio(med['eval'], med[what]):.4g} x "
+                              f"imnet eval {med['eval']:.4g} img/s vs {base} {med[what]:.4g}", flush=True)
     return 0
 
 

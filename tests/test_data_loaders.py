@@ -495,3 +495,35 @@ def test_torch_val_workers_live_for_one_pass_train_workers_for_the_run(coordinat
     assert len(multiprocessing.active_children()) == 2  # kept for the next epoch
     train.close()
     del train
+
+
+# ---- on a GPU (benchmarks/gpu.sh runs these) -------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("crops", [1, 10])
+def test_gpu_mixed_decoding_matches_the_cpu_twin(jpeg_tree, crops):
+    # nvJPEG with fancy upsampling against the same graph on the CPU (libjpeg-turbo): the same
+    # boxes and resampler, so only decoder rounding may differ.
+    options = dict(crop_size=24, resize_size=28, crops=crops, batch_size=4, workers=2, loader="dali",
+                   channels_last=True, **RAW)
+    gpu = build_eval_loader(jpeg_tree, device="cuda", **options)
+    cpu = build_eval_loader(jpeg_tree, device="cpu", **options)
+    assert gpu.name == "dali-gpu"
+    got = [batch for batch in gpu]
+    assert all(b.images.is_cuda and b.images.reshape(-1, 3, 24, 24).is_contiguous(memory_format=torch.channels_last)
+               for b in got)
+    difference = (torch.cat([b.images.cpu() for b in got]) - torch.cat([b.images for b in cpu])).abs()
+    assert difference.mean() < 1.0, f"mean {difference.mean():.3f} grey levels"
+    assert [i for b in got for i in b.indices.tolist()] == list(range(len(gpu.files)))
+
+
+@pytest.mark.gpu
+def test_gpu_train_loader_one_pipeline_for_all_epochs(jpeg_tree):
+    loader = build_train_loader(jpeg_tree, crop_size=24, aug="rrc", batch_size=4, workers=2, loader="dali",
+                                device="cuda", channels_last=True, fp16=True, **RAW)
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        for images, labels in loader:
+            assert images.is_cuda and labels.is_cuda and images.dtype == torch.float16
+            assert images.is_contiguous(memory_format=torch.channels_last)
+    assert loader.pipeline_builds == 1
