@@ -31,13 +31,16 @@ def build_eval_loader(data: Path, split: str = "val", *, crop_size: int, resize_
                       crops: int = 1, batch_size: int = 64, workers: int | None = None,
                       loader: str = "auto", device: str = "cpu", rank: int = 0, world_size: int = 1,
                       limit: int | None = None, skip_bad: bool = False, fp16: bool = False,
-                      channels_last: bool = False) -> EvalLoader:
+                      channels_last: bool = False, persistent_workers: bool = False) -> EvalLoader:
     """An eval loader over ``data/meta/<split>.txt``: resize the shorter side to ``resize_size``
     (torchvision's size rule), cut ``crops`` (1 centre, 5 FiveCrop, 10 TenCrop) of ``crop_size``,
     normalize with ``mean``/``std`` (in [0, 1] units). Rank ``rank`` of ``world_size`` reads its
     contiguous shard of the first ``limit`` images once per pass; see :class:`EvalLoader`.
     ``workers`` None: this rank's share of the CPUs (:mod:`imnet.data.resources`). ``channels_last``:
     images in NHWC memory, as a channels_last model wants them (no conversion per batch later).
+    ``persistent_workers`` (torch backend): keep the DataLoader workers between passes; off, a pass
+    starts its workers and ends them (a training run's val loader does not hold them through the
+    epochs). DALI keeps its one pipeline either way.
     """
     check_eval_geometry(crop_size, resize_size, crops)
     check_interpolation(interpolation)
@@ -60,7 +63,7 @@ def build_eval_loader(data: Path, split: str = "val", *, crop_size: int, resize_
     return TorchEvalLoader(table, shard, crop_size=crop_size, resize_size=resize_size,
                            interpolation=interpolation, norm=norm, crops=crops, batch_size=batch_size,
                            workers=_default_threads(workers, "torch"), device=device,
-                           skip_bad=skip_bad, channels_last=channels_last)
+                           skip_bad=skip_bad, channels_last=channels_last, persistent=persistent_workers)
 
 
 def build_train_loader(data: Path, *, crop_size: int = 224, resize_size: int = 256,

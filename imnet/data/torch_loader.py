@@ -226,20 +226,21 @@ def _data_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.
 
 
 class TorchEvalLoader(EvalLoader):
-    """Eval loader on a torch DataLoader with ``workers`` processes (0 = in the main process)."""
+    """Eval loader on a torch DataLoader with ``workers`` processes (0 = in the main process),
+    started for each pass and ended after it unless ``persistent``."""
 
     name = "torch"
 
     def __init__(self, split: SplitList, shard: range, *, crop_size: int, resize_size: int,
                  interpolation: str, norm: Normalization, crops: int, batch_size: int, workers: int,
-                 device: str, skip_bad: bool, channels_last: bool = False) -> None:
+                 device: str, skip_bad: bool, channels_last: bool = False, persistent: bool = False) -> None:
         super().__init__(split, shard, batch_size, skip_bad, channels_last)
         self.device = torch_device(device)
         self.workers = workers
         self._normalize = _Normalizer(norm, self.device, channels_last)
         dataset = EvalDataset(split, list(shard), resize_size, crop_size, crops, interpolation)
         self._loader = _data_loader(dataset, batch_size, workers, self.device, drop_last=False,
-                                    persistent=False)
+                                    persistent=persistent)
 
     def __iter__(self) -> Iterator[EvalBatch]:
         self.skipped = []
