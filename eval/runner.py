@@ -18,7 +18,8 @@ What each model's record says about how it ran (``info`` in the store):
   dropped). What dynamo really did is recorded: frames seen and compiled, graphs, and ``ran``
   ("compiled", "partly" when some frames fell back to eager, or "eager").
 * ``cudnn_benchmark`` (on for CUDA: shapes are fixed within a model) and ``tf32`` (``--tf32``; off by
-  default, so ``--amp off`` is true float32 on Ampere and later GPUs too).
+  default, so ``--amp off`` is true float32 on Ampere and later GPUs too: torch's own default
+  computes cuDNN convolutions in TF32).
 """
 from __future__ import annotations
 
@@ -355,20 +356,28 @@ def _compile_record(options: "EvalOptions", before: dict[str, int] | None) -> di
 
 @contextlib.contextmanager
 def numerics(device: str, tf32: bool):
-    """cuDNN autotuning on (CUDA), TF32 as asked; yields what was set, restores the previous
-    switches afterwards (only the new-style fp32_precision flags are touched: torch refuses a mix)."""
+    """cuDNN autotuning on (CUDA), TF32 for matmuls and cuDNN as asked; yields what was set and
+    restores the previous switches afterwards. Uses the ``allow_tf32`` switches, which set cuDNN's
+    conv and RNN precision together: torch 2.14 refuses to answer ``cudnn.allow_tf32`` (which
+    inductor's conv templates ask) once conv and RNN were set apart through ``fp32_precision``."""
     cuda = device.startswith("cuda")
-    saved = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.fp32_precision,
-             torch.backends.cudnn.conv.fp32_precision)
-    precision = "tf32" if tf32 else "ieee"
+    saved = {"benchmark": torch.backends.cudnn.benchmark}
+    for name, flags in (("cudnn", torch.backends.cudnn), ("matmul", torch.backends.cuda.matmul)):
+        try:
+            saved[name] = flags.allow_tf32
+        except RuntimeError:  # someone mixed torch's two TF32 APIs before us: leave it as we find it
+            pass
     try:
         torch.backends.cudnn.benchmark = cuda
-        torch.backends.cuda.matmul.fp32_precision = precision
-        torch.backends.cudnn.conv.fp32_precision = precision
+        torch.backends.cudnn.allow_tf32 = bool(tf32)
+        torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
         yield {"cudnn_benchmark": cuda, "tf32": bool(tf32 and cuda)}
     finally:
-        (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.fp32_precision,
-         torch.backends.cudnn.conv.fp32_precision) = saved
+        torch.backends.cudnn.benchmark = saved["benchmark"]
+        if "cudnn" in saved:
+            torch.backends.cudnn.allow_tf32 = saved["cudnn"]
+        if "matmul" in saved:
+            torch.backends.cuda.matmul.allow_tf32 = saved["matmul"]
 
 
 def evaluate_model(plan: ModelPlan, model: torch.nn.Module, options: EvalOptions, crop_counts: list[int],

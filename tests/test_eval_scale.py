@@ -150,3 +150,18 @@ def test_images_per_sec_is_steady_state_and_start_up_is_separate(tree, tmp_path,
     with (tmp_path / "out" / "results.csv").open() as f:
         row = next(csv.DictReader(f))
     assert float(row["startup_s"]) >= 1.5 and float(row["images_per_sec"]) == pytest.approx(info["images_per_sec"], rel=1e-2)
+
+
+@pytest.mark.parametrize("device, tf32", [("cpu", False), ("cuda:0", False), ("cuda:0", True)])
+def test_numerics_switches_are_set_recorded_and_restored(device, tf32):
+    # (The switches are process flags, so a GPU is not needed to see them set.) Inside, torch's
+    # cuDNN TF32 flag must stay readable: inductor's conv templates read it.
+    from imnet.eval.runner import numerics
+
+    before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    with numerics(device, tf32) as switches:
+        assert switches == {"cudnn_benchmark": device.startswith("cuda"), "tf32": tf32}
+        assert torch.backends.cudnn.benchmark is device.startswith("cuda")
+        assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is tf32
+    assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+            torch.backends.cuda.matmul.allow_tf32) == before

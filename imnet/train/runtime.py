@@ -104,6 +104,8 @@ def set_determinism(deterministic: bool, device: torch.device) -> dict:
         torch.backends.cudnn.deterministic = True
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    # TF32 is left at torch's defaults (cuDNN convolutions in TF32, matmuls in full float32) and
+    # recorded as torch reports it; training normally runs under bf16 autocast anyway.
     return {"cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
             "fp32_precision": {"matmul": torch.backends.cuda.matmul.fp32_precision,
                                "conv": torch.backends.cudnn.conv.fp32_precision}}
