@@ -74,3 +74,26 @@ def test_info_prints_what_a_run_on_this_node_would_use():
     plan = lines["loader/rank"]
     assert "CPUs per rank" in plan and "dali-gpu" in plan and "torch" in plan and "MiB GPU" in plan
     assert "torch on a CPU device" in lines["loader auto"]
+
+
+def test_loader_modules_import_one_way():
+    # The backends and the shared types never import the builders (the old loaders <-> dali /
+    # torch_loader circle): base <- dali, torch_loader <- loaders.
+    import ast
+    from pathlib import Path
+
+    import imnet.data
+
+    folder = Path(imnet.data.__file__).parent
+    below = {"base": {"filelist", "transforms", "resources", "decode"},
+             "dali": {"base", "filelist", "transforms", "decode"},
+             "torch_loader": {"base", "filelist", "transforms", "decode"},
+             "resources": set(), "filelist": set(), "transforms": set(), "decode": {"transforms"}}
+    for module, allowed in below.items():
+        tree = ast.parse((folder / f"{module}.py").read_text())
+        imported = {node.module.split(".")[2] for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("imnet.data.")}
+        assert imported <= allowed, (module, imported - allowed)
+    out = subprocess.run([sys.executable, "-c", "import imnet.data.dali, imnet.data.torch_loader, imnet.data.loaders"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -22,8 +22,8 @@ def test_gpu_script_runs_on_cpu_with_small_settings(tmp_path):
     status = proc.stdout.split("=================== status", 1)[1].split("===================", 1)[0]
     lines = [line for line in status.splitlines()[1:] if line.strip()]
     names = [line.split()[0] for line in lines]
-    assert names == ["info", "fake", "prep", "loaders", "pixels", "mem-T2", "mem-T16", "mem-B256", "mem-nohints",
-                     "mem-defaults", "bench-eval", "eval-cli", "steps-r50", "steps-vn", "train-r50", "train-vn"]
+    assert names == ["info", "fake", "prep", "loaders", "mem-defaults", "steps-r50", "train-r50", "bench-eval",
+                     "eval-cli", "pixels", "mem-T2", "mem-T16", "mem-B256", "mem-nohints", "steps-vn", "train-vn"]
     for line in lines:
         assert " rc=0 " in line or (line.split()[0].startswith("mem-") and " skip " in line), line
     results = (tmp_path / "out" / "results.txt").read_text()
@@ -35,3 +35,15 @@ def test_gpu_script_runs_on_cpu_with_small_settings(tmp_path):
         assert f"RESULT {key}" in results, key
     assert "| goal | target | measured | status |" in proc.stdout
     assert "train_vs_synthetic.cifar_resnet20" in proc.stdout
+
+
+def test_gpu_script_keeps_its_time_budget(tmp_path):
+    # BUDGET cuts what is left: late stages are skipped, the tables still come, exit status 0.
+    env = {**os.environ, **SMALL, "BUDGET": "30", "OUT": str(tmp_path / "out"), "OMP_NUM_THREADS": "1",
+           "PY": str(Path(os.sys.executable))}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh")], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    status = proc.stdout.split("=================== status", 1)[1].split("===================", 1)[0]
+    assert "over the 30s budget" in status and "train-vn       skip" in status
+    assert "| goal | target | measured | status |" in proc.stdout

@@ -24,6 +24,7 @@ colour-conversion step (measured by benchmarks/gpu.sh).
 """
 from __future__ import annotations
 
+import os
 from typing import Iterator
 
 import numpy as np
@@ -200,8 +201,8 @@ class PathSource:
         if not chunk:
             raise StopIteration
         self.handed_out += len(chunk)
-        return ([np.frombuffer((self._prefix + self._files[p]).encode("utf-8"), dtype=np.uint8)
-                 for p in chunk],
+        # os.fsencode: the path's own bytes, so a non-UTF-8 file name reads as PIL would open it
+        return ([np.frombuffer(os.fsencode(self._prefix + self._files[p]), dtype=np.uint8) for p in chunk],
                 [np.array([p], dtype=np.int64) for p in chunk])
 
 
