@@ -95,6 +95,7 @@ class EvalSummary:
     skipped: list[Skipped]
     store: Path
     reports: ReportFiles | None
+    fetched: list[str] = field(default_factory=list)  # models whose official weights were fetched now
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class ModelPlan:
     name: str
     weights: Path
     where: str
+    fetched: bool = False  # its official weights were downloaded for this run
 
 
 # --- choosing the models --------------------------------------------------------------------------
@@ -116,15 +118,20 @@ def _run_arch(run_dir: Path) -> str | None:
     return record.get("arch") if isinstance(record, dict) else None
 
 
-def plan_models(archs: list[str], weights: Path | None) -> tuple[list[ModelPlan], list[Skipped]]:
+def plan_models(archs: list[str], weights: Path | None, fetch: bool = False, num_classes: int | None = None
+                ) -> tuple[list[ModelPlan], list[Skipped]]:
     """Which models to evaluate with which weights, and which to skip with the reason.
 
     ``archs`` are names (``timm/...`` pass-throughs too) or shell patterns over the zoo; none means
-    the whole zoo, or the run's arch when ``weights`` is a training run directory. ``weights``
-    may be a file (exactly one model), a directory of ``<name>.pth`` or a run directory; without it
-    each model's weights are looked for where :func:`imnet.zoo.weights.resolve_weights` looks."""
-    from imnet.zoo import list_models
-    from imnet.zoo.weights import resolve_weights
+    every zoo model with official weights or weights found locally (:func:`default_models`), or the
+    run's arch when ``weights`` is a training run directory. ``weights`` may be a file (exactly one
+    model), a directory of ``<name>.pth`` or a run directory; without it each model's weights are
+    looked for where :func:`imnet.zoo.weights.resolve_weights` looks and, with ``fetch``, official
+    weights not cached are fetched (:func:`imnet.zoo.weights.resolve_or_fetch`), unless they
+    classify another number of classes than ``num_classes`` (the tree's; they could not be evaluated
+    on it); a failed fetch skips the model with its reason."""
+    from imnet.zoo import get_config, list_models
+    from imnet.zoo.weights import resolve_or_fetch
 
     run_arch = _run_arch(weights) if weights is not None and weights.is_dir() else None
     names: list[str] = []
@@ -134,7 +141,7 @@ def plan_models(archs: list[str], weights: Path | None) -> tuple[list[ModelPlan]
             raise ImnetError(f"--arch {arch!r} matches no zoo model; `imnet zoo` lists them")
         names += [n for n in matched if n not in names]
     if not names:
-        names = [run_arch] if run_arch else list_models("*")
+        names = [run_arch] if run_arch else default_models()
     if weights is not None and not weights.exists():
         raise ImnetError(f"{weights}: weights file or directory not found")
     if weights is not None and weights.is_file() and len(names) != 1:
@@ -147,16 +154,38 @@ def plan_models(archs: list[str], weights: Path | None) -> tuple[list[ModelPlan]
             candidates = [weights / f"{name.replace('/', '--')}{s}" for s in (".pth", ".safetensors")]
             given = next((c for c in candidates if c.is_file()), None)
             if given is None:
-                skipped.append(Skipped(name, f"no weights found; looked for {candidates[0]}"))
+                skipped.append(Skipped(name, f"no weights found; looked for {candidates[0]}",
+                                       kind="not in the --weights folder"))
                 continue
         if run_arch is not None and name != run_arch:
             raise ImnetError(f"{weights / 'run.json'}: the run trained {run_arch!r}, not {name!r}")
-        path, where = resolve_weights(name, given)
-        if path is None:
-            skipped.append(Skipped(name, where))
+        found = resolve_or_fetch(name, given, fetch=fetch and given is None and _fits(name, num_classes))
+        if found.path is None and found.kind == "not cached" and fetch and not _fits(name, num_classes):
+            classes = get_config(name).num_classes
+            skipped.append(Skipped(name, f"its official weights classify {classes} classes, the tree has "
+                                         f"{num_classes}; not fetched", kind=f"official weights classify {classes} classes"))
+        elif found.path is None:
+            skipped.append(Skipped(name, found.where, kind=found.kind))
         else:
-            plans.append(ModelPlan(name, path, where))
+            plans.append(ModelPlan(name, found.path, found.where, found.fetched))
     return plans, skipped
+
+
+def _fits(name: str, num_classes: int | None) -> bool:
+    """Whether official weights of ``name`` could be evaluated on a tree of ``num_classes`` classes."""
+    from imnet.zoo import get_config
+
+    return num_classes is None or get_config(name).num_classes == num_classes
+
+
+def default_models() -> list[str]:
+    """What ``imnet eval`` without ``--arch`` evaluates: every zoo model with official weights, and
+    every other one whose weights resolve locally (``$IMNET_WEIGHTS``, a finished run)."""
+    from imnet.zoo import get_config, list_models
+    from imnet.zoo.weights import resolve_weights
+
+    return [n for n in list_models("*")
+            if get_config(n).weights is not None or resolve_weights(n)[0] is not None]
 
 
 # --- one model ------------------------------------------------------------------------------------
@@ -514,7 +543,13 @@ def _evaluate_models(options: EvalOptions, ctx: DistContext, device: str, crop_c
         remove_stale_temp_files(store)
     ctx.barrier()
     num_classes = _count_classes(data, options.split)
-    plans, skipped = plan_models(list(options.archs), Path(options.weights) if options.weights else None)
+    weights = Path(options.weights) if options.weights else None
+    # Local rank 0 fetches missing official weights first; the other ranks then find them cached.
+    if ctx.local_rank == 0:
+        plans, skipped = plan_models(list(options.archs), weights, fetch=True, num_classes=num_classes)
+    ctx.barrier()
+    if ctx.local_rank != 0:
+        plans, skipped = plan_models(list(options.archs), weights)
     if not plans:
         raise ImnetError("no model to evaluate: " + "; ".join(f"{s.model}: {s.reason}" for s in skipped[:5]))
 
@@ -536,7 +571,7 @@ def _evaluate_models(options: EvalOptions, ctx: DistContext, device: str, crop_c
             if options.archs:  # asked for by name: the user must hear it
                 raise
             # A whole-zoo run goes on: weights found for this model but unusable here.
-            skipped.append(Skipped(plan.name, f"weights do not load: {err}"))
+            skipped.append(Skipped(plan.name, f"weights do not load: {err}", kind="weights do not load"))
             continue
         preds = evaluate_model(plan, model, options, counts, config, ctx, device, options.real_labels,
                                switches)
@@ -558,7 +593,8 @@ def _evaluate_models(options: EvalOptions, ctx: DistContext, device: str, crop_c
                 if r.model in names and r.crops in crop_counts]
         reports = write_reports(rows, out, skipped, extra={"store": str(store), "split": options.split,
                                                            "data": str(data)})
-    return EvalSummary(rows, evaluated, reused, skipped, store, reports)
+    return EvalSummary(rows, evaluated, reused, skipped, store, reports,
+                       fetched=[p.name for p in plans if p.fetched])
 
 
 def report_from_store(store: Path, out: Path | None = None, real_labels: Path | None = None) -> EvalSummary:

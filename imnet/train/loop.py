@@ -80,6 +80,7 @@ class TrainConfig:
     deterministic: bool = False
     seed: int = 0
     resume: Path | None = None
+    init_from: str | None = None  # "official" or a checkpoint / run directory to fine-tune from
     stop_after_epochs: int | None = None
     stop_after_updates: int | None = None
     progress: bool = True
@@ -180,6 +181,16 @@ class _Run:
         seed_everything(seed)
         build_kwargs = {"drop_rate": recipe.drop_rate} if recipe.drop_rate > 0 else {}
         model = zoo.create_model(arch, num_classes=num_classes, **build_kwargs).to(self.device)
+        init_from = None
+        if record is None and config.init_from:
+            from imnet.zoo.weights import initialise_from
+
+            # Local rank 0 loads (and fetches) first; the other ranks then find the file cached.
+            if ctx.local_rank != 0:
+                ctx.barrier()
+            init_from = initialise_from(model, model_cfg, config.init_from, progress=ctx.is_main)
+            if ctx.local_rank == 0:
+                ctx.barrier()
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         seed_everything(seed + ctx.rank)
@@ -242,6 +253,7 @@ class _Run:
         self.record = {
             "arch": arch,
             "finished": False,
+            "init_from": init_from if record is None else record.get("init_from"),
             "data": str(data),
             "num_classes": num_classes,
             "img_size": img_size,
