@@ -26,9 +26,10 @@ from imnet.eval.store import ModelPredictions, read_store
 @dataclass
 class ResultRow:
     """One model at one crop count. Accuracies in percent; ``param_count`` in millions, ``gmacs`` per
-    crop at ``img_size``; ``images_per_sec`` is the speed of the forward pass that produced the row
-    (a 10-crop pass, ``pass_crops``=10, also gives the 1- and 5-crop rows); ``partial`` when
-    ``--limit`` or skipped images left part of the split out."""
+    crop at ``img_size``; ``images_per_sec`` is the steady-state speed of the forward pass that
+    produced the row (a 10-crop pass, ``pass_crops``=10, also gives the 1- and 5-crop rows), after its
+    ``startup_s``; ``partial`` when ``--limit`` or skipped images left part of the split out;
+    ``compiled``: what ``--compile`` really ran ("compiled", "partly", "eager"; "" without it)."""
 
     model: str
     top1: float | None
@@ -55,6 +56,8 @@ class ResultRow:
     published_top5: float | None = None
     published_real_top1: float | None = None
     published_source: str = ""  # where the published figures come from (see _published)
+    startup_s: float | None = None
+    compiled: str = ""
 
 
 @dataclass
@@ -91,6 +94,13 @@ def _published(preds: ModelPredictions) -> tuple[float | None, float | None, flo
         return fig.top1, fig.top5, fig.real_top1, fig.source, fig
     pub = config.published
     return pub.top1, pub.top5, pub.real_top1, pub.note, None
+
+
+def _compiled(record) -> str:
+    """The ``compiled`` column from a stored ``compile`` record (older stores: a bool)."""
+    if isinstance(record, dict):
+        return record.get("ran", "") if record.get("requested") else ""
+    return "requested" if record else ""
 
 
 def rows_for_model(preds: ModelPredictions, real_labels: list[list[int]] | None = None) -> list[ResultRow]:
@@ -132,6 +142,8 @@ def rows_for_model(preds: ModelPredictions, real_labels: list[list[int]] | None 
             published_top5=pub_top5 if comparable else None,
             published_real_top1=pub_real if comparable else None,
             published_source=pub_source if comparable else "",
+            startup_s=_round(info.get("startup_s"), 2),
+            compiled=_compiled(info.get("compile")),
         ))
     return rows
 

@@ -319,14 +319,22 @@ def _eval_crop_counts(crops: tuple[str, ...], extra: list[str]) -> tuple[int, ..
                    "else the official file fetched into the cache and checked by its MD5.")
 @click.option("--loader", type=click.Choice(["auto", "dali", "torch"]), default="auto", help="Data loader.")
 @click.option("--batch-size", type=int, default=64, help="Images per batch (each gives 1, 5 or 10 crops).")
-@click.option("--workers", type=int, help="Loader workers per process [default: the loader's choice].")
+@click.option("--workers", type=int,
+              help="Loader threads/workers per process [default: this rank's share of the CPUs, capped; "
+                   "`imnet info` shows it].")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto",
               help="Where to run the models (auto: CUDA when present).")
 @click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default="off",
               help="Autocast dtype of the forward pass.")
 @click.option("--channels-last/--no-channels-last", default=True,
               help="channels_last memory format (faster convs with oneDNN on CPU and cuDNN on GPU).")
-@click.option("--compile", "compile_", is_flag=True, help="Wrap each model in torch.compile.")
+@click.option("--compile", "compile_", is_flag=True,
+              help="Wrap each model in torch.compile (dynamo reset per model, fixed batch shape; what "
+                   "really compiled is recorded).")
+@click.option("--compile-backend", default="inductor", help="torch.compile backend (eager: trace only).")
+@click.option("--tf32/--no-tf32", default=False,
+              help="TensorFloat-32 matmuls and convolutions on CUDA (faster, ~1e-3 relative error); "
+                   "off: --amp off is true float32.")
 @click.option("--img-size", type=click.IntRange(min=1),
               help="Override every model's crop size in pixels (recorded in the results).")
 @click.option("--crop-pct", type=float, help="Override every model's crop_pct (recorded in the results).")
@@ -339,7 +347,8 @@ def _eval_crop_counts(crops: tuple[str, ...], extra: list[str]) -> tuple[int, ..
               help="Recompute every metric from this predictions.h5 (no model, no GPU) and rewrite results.*.")
 @click.pass_context
 def eval_(ctx, archs, weights, data, src, split, crops, real_labels, loader, batch_size, workers, device,
-          amp, channels_last, compile_, img_size, crop_pct, limit, skip_bad, force, out, from_store):
+          amp, channels_last, compile_, compile_backend, tf32, img_size, crop_pct, limit, skip_bad, force, out,
+          from_store):
     """Evaluate zoo models (1-, 5-, 10-crop; original and ReaL labels) into predictions.h5 and results.*
 
     \b
@@ -365,7 +374,8 @@ def eval_(ctx, archs, weights, data, src, split, crops, real_labels, loader, bat
         summary = evaluate(EvalOptions(
             data=data, out=out, archs=list(archs), weights=weights, split=split, crops=crop_counts,
             real_labels=real_path, loader=loader, batch_size=batch_size, workers=workers, amp=amp,
-            channels_last=channels_last, compile=compile_, limit=limit, img_size=img_size,
+            channels_last=channels_last, compile=compile_, compile_backend=compile_backend, tf32=tf32,
+            limit=limit, img_size=img_size,
             crop_pct=crop_pct, skip_bad=skip_bad, force=force, device=device))
     if summary.reports is None:  # not rank 0 under torchrun
         return
@@ -419,7 +429,9 @@ def _eval_summary_lines(summary, detailed: bool) -> str:
 @click.option("--img-size", type=int, help="Train/val crop size [default: the model's input size].")
 @click.option("--accum-steps", type=int, help="Gradient accumulation steps (shortcut for --set accum_steps=N).")
 @click.option("--loader", type=click.Choice(["auto", "dali", "torch"]), default="auto", help="Data loader.")
-@click.option("--workers", type=int, help="Loader worker processes per rank [default: the loader's choice].")
+@click.option("--workers", type=int,
+              help="Loader threads/workers per rank [default: this rank's share of the CPUs, capped; "
+                   "`imnet info` shows it].")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", help="Where to train.")
 @click.option("--amp", type=click.Choice(["auto", "none", "bf16", "fp16"]), default="auto",
               help="Mixed precision (auto: bf16 on GPU, none on CPU).")

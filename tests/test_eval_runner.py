@@ -346,6 +346,8 @@ def test_gpu_dali_mixed_amp_channels_last_matches_cpu(tree, reference, tmp_path)
                                    batch_size=16, img_size=IMG))
     preds = read_model(tmp_path / "predictions.h5", ARCH)
     assert preds.info["loader"] == "dali-gpu" and summary.rows[0].device != "cpu"
+    assert preds.info["compile"]["ran"] == "compiled" and preds.info["cudnn_benchmark"] is True
+    assert preds.info["tf32"] is False and preds.info["images_per_sec"] > 0
     for crops in (1, 5, 10):
         got = torch.from_numpy(preds.logits[crops]).float()
         assert (got.argmax(1) == ref[crops].argmax(1)).float().mean().item() >= 0.99

@@ -1,5 +1,5 @@
-"""Images the tree records as undecodable, screened before any loader reads them, and paths DALI
-cannot take: one place, used by both builders whatever the backend.
+"""Images the tree records as undecodable, screened before any loader reads them: one place, used by
+both builders whatever the backend.
 
 ``imnet prep`` decodes every image with PIL (the torch loader's decoder) and lists those it refuses
 in the split's record (``meta/prep.json``: ``decode_checked``, ``undecodable``). DALI's libjpeg
@@ -18,8 +18,6 @@ torch loader still refuses undecodable files itself; a DALI loader prints a note
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
 from imnet.data.filelist import SplitList
 from imnet.errors import ImnetError
 
@@ -116,7 +114,7 @@ class SkipRecorded:
             seen.add(position)
 
     def __iter__(self):
-        from imnet.data.loaders import EvalBatch
+        from imnet.data.base import EvalBatch
 
         self.skipped = [(p, self._inner.files[p], f"recorded as undecodable by imnet prep: {reason}")
                         for p, reason in sorted(self._skip.items())]
@@ -139,26 +137,3 @@ class SkipRecorded:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-
-def dali_path_problem(split: SplitList) -> str | None:
-    """Why DALI cannot read this split's files (its readers take UTF-8 paths only), or None."""
-    try:
-        str(split.root).encode("utf-8")
-    except UnicodeEncodeError:
-        return f"the path {bytes(Path(split.root))!r} is not valid UTF-8, which DALI's file reader needs"
-    return None
-
-
-def backend_for_paths(split: SplitList, backend: str, requested: str) -> str:
-    """``backend`` unless it is DALI and DALI cannot take the split's paths: then the torch loader
-    with a note when the choice was ``auto``, an ImnetError when DALI was asked for."""
-    if backend != "dali":
-        return backend
-    problem = dali_path_problem(split)
-    if problem is None:
-        return backend
-    if requested == "dali":
-        raise ImnetError(f"--loader dali: {problem}; use --loader torch (PIL opens any path) or rename the folder")
-    print(f"imnet: loader: torch ({problem})", file=sys.stderr)
-    return "torch"
