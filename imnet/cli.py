@@ -47,13 +47,19 @@ def info() -> None:
 @cli.command()
 @click.option("--src", required=True, type=click.Path(path_type=Path),
               help="Folder holding ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and "
-                   "ILSVRC2012_devkit_t12.tar.gz (never modified; must not be inside --dst).")
+                   "ILSVRC2012_devkit_t12.tar.gz, and any eval-set archives (imagenetv2-*.tar.gz, imagenet-a.tar, "
+                   "imagenet-r.tar, ImageNet-Sketch.zip), under their publishers' names (never modified; must "
+                   "not be inside --dst).")
 @click.option("--dst", required=True, type=click.Path(path_type=Path),
               help="Folder for the prepared tree (train/, val/, meta/); must not be inside --src, and its "
                    "train/, val/ and meta/ must hold nothing imnet prep did not write.")
 @click.option("--checksums", type=click.Path(path_type=Path), default=None,
               help="md5sum-format file replacing the shipped official MD5s (for mirrors and fake archives).")
-@click.option("--only", type=click.Choice(["train", "val"]), default=None, help="Prepare only this split.")
+@click.option("--only", default=None, metavar="NAMES",
+              help="Prepare only these, comma-separated: train, val, imagenetv2-matched-frequency (v2), "
+                   "imagenetv2-threshold0.7, imagenetv2-top-images, imagenet-a (a), imagenet-r (r), "
+                   "imagenet-sketch (sketch). Default: train and val, and every eval set whose archive is in "
+                   "--src.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes writing images (default: the CPU count).")
 @click.option("--reverify", is_flag=True,
@@ -65,7 +71,17 @@ def info() -> None:
 def prep(src, dst, checksums, only, workers, reverify, redo) -> None:
     """Verify (MD5), extract, decode-check, hash (SHA-256) and reorganize the official archives into
     DST, in one read pass per archive; resumable after a crash, a write error or SIGTERM, one run per
-    tree at a time (DST/.imnet-lock), and a no-op on a complete tree."""
+    tree at a time (DST/.imnet-lock), and a no-op on a complete tree.
+
+    Eval sets found in --src go to DST/<set>/<wnid>/ with meta/<set>.txt in the 1000-class index
+    space (ImageNetV2's folder i is class i); they need the tree's meta/classes.tsv or the devkit in
+    --src. Their MD5 is checked where one is published (ImageNet-A/-R) or listed in --checksums;
+    otherwise MD5 and SHA-256 are recorded.
+
+    \b
+    imnet prep --src /data/tars --dst /data/imagenet                    # everything found in --src
+    imnet prep --src /data/robustness --dst /data/imagenet --only a,r,v2
+    """
     from imnet.prep import format_summary, prepare
 
     summary = prepare(src, dst, checksums=checksums, only=only, workers=workers, reverify=reverify, redo=redo)
@@ -124,15 +140,33 @@ def verify(data, decode, hashes, write_manifests, devkit, acknowledge_bad) -> No
 @click.option("--image-size", type=(int, int), default=(80, 64), show_default=True, help="Width and height.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed; same seed, same bytes.")
 @click.option("--no-quirks", is_flag=True, help="Do not plant the CMYK, PNG and grayscale quirks.")
-def fake(out, classes, train_per_class, val, image_size, seed, no_quirks) -> None:
-    """Write fake ILSVRC2012 archives in the official formats (for tests, demos and benchmarks)."""
+@click.option("--eval-sets", default=None, metavar="NAMES",
+              help="Also write these eval-set archives in their publishers' layouts (comma-separated names or "
+                   "aliases, or 'all': imagenetv2-*.tar.gz, imagenet-a.tar, imagenet-r.tar, ImageNet-Sketch.zip), "
+                   "drawn in the same class looks, their MD5s added to checksums.md5.")
+@click.option("--eval-per-class", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Images per class held by each eval set.")
+def fake(out, classes, train_per_class, val, image_size, seed, no_quirks, eval_sets, eval_per_class) -> None:
+    """Write fake ILSVRC2012 archives in the official formats (for tests, demos and benchmarks), and
+    with --eval-sets fake ImageNetV2 / ImageNet-A / -R / -Sketch archives beside them."""
+    from imnet.prep.sets import EVAL_SET_NAMES, resolve_set_names
     from imnet.testing import fake_ilsvrc
 
+    chosen = []
+    if eval_sets is not None:
+        chosen = list(EVAL_SET_NAMES) if eval_sets.strip() == "all" else resolve_set_names(eval_sets, allowed=())
     result = fake_ilsvrc(out, classes=classes, train_per_class=train_per_class, val=val, seed=seed,
                          image_size=image_size, quirks=not no_quirks)
     click.echo(f"wrote {result.train_tar.name}, {result.val_tar.name}, {result.devkit.name}, "
                f"checksums.md5, real.json to {out} ({classes} classes, {classes * train_per_class} train, "
                f"{val} val images)")
+    if chosen:
+        from imnet.testing.fake_sets import fake_eval_sets
+
+        sets = fake_eval_sets(out, result.wnids, seed=seed, sets=tuple(chosen), per_class=eval_per_class,
+                              image_size=image_size, quirks=not no_quirks, checksums=result.checksums)
+        click.echo(f"wrote {', '.join(p.name for p in sets.archives.values())} to {out} "
+                   f"({sum(len(m) for m in sets.members.values())} images)")
 
 
 # --- zoo (issue 4, 8) -------------------------------------------------------------------------------

@@ -46,12 +46,15 @@ class HashingReader:
     With ``threaded``, hashing runs in a background thread (``hashlib`` releases the GIL), so reading
     and dispatching the next member overlaps hashing the last one. Buffers handed to
     :meth:`readinto` must then stay unchanged until :meth:`wait_hashed` has passed their end.
+    With ``sha256``, the same bytes are SHA-256-hashed too (:meth:`sha256_hexdigest`: the archives
+    whose publisher gives no checksum get theirs recorded).
     """
 
-    def __init__(self, path: Path, on_read=None, threaded: bool = False):
+    def __init__(self, path: Path, on_read=None, threaded: bool = False, sha256: bool = False):
         self.path = Path(path)
         self._file: BinaryIO = open(self.path, "rb")
         self._md5 = hashlib.md5()
+        self._sha256 = hashlib.sha256() if sha256 else None
         self._on_read = on_read
         self.bytes_read = 0
         self._hashed = 0
@@ -68,6 +71,8 @@ class HashingReader:
             if data is None:
                 return
             self._md5.update(data)
+            if self._sha256 is not None:
+                self._sha256.update(data)
             with self._progress:
                 self._hashed += len(data)
                 self._progress.notify_all()
@@ -76,6 +81,8 @@ class HashingReader:
         self.bytes_read += len(data)
         if self._queue is None:
             self._md5.update(data)
+            if self._sha256 is not None:
+                self._sha256.update(data)
             self._hashed = self.bytes_read
         elif len(data):
             self._queue.put(data)
@@ -129,6 +136,13 @@ class HashingReader:
         """MD5 of everything read so far."""
         self.wait_hashed()
         return self._md5.hexdigest()
+
+    def sha256_hexdigest(self) -> str:
+        """SHA-256 of everything read so far (the reader must have been made with ``sha256=True``)."""
+        if self._sha256 is None:
+            raise ValueError(f"{self.path}: HashingReader was made without sha256")
+        self.wait_hashed()
+        return self._sha256.hexdigest()
 
     def close(self) -> None:
         """Close the file; the hashing thread finishes what is queued and stops."""

@@ -131,13 +131,15 @@ def extract_class_tar(data: bytes | memoryview, split_dir: Path, wnid: str, arch
     return unit.done()
 
 
-def write_val_chunk(images: list[tuple[str, str, bytes]], split_dir: Path, unit: str) -> UnitResult:
-    """Write a chunk of val images, given as (wnid, file name, bytes), into ``split_dir/<wnid>/``."""
+def write_val_chunk(images: list[tuple[str, str, bytes]], split_dir: Path, unit: str,
+                    split: str = "val") -> UnitResult:
+    """Write a chunk of val images (or of an eval set's, ``split`` naming it in the quirk records),
+    given as (wnid, file name, bytes), into ``split_dir/<wnid>/``."""
     work = _Unit(unit)
     made: set[str] = set()
     for wnid, name, image in images:
         if wnid not in made:
             make_class_dir(split_dir / wnid)
             made.add(wnid)
-        work.store(split_dir, "val", f"{wnid}/{name}", image)
+        work.store(split_dir, split, f"{wnid}/{name}", image)
     return work.done()

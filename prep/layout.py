@@ -5,6 +5,7 @@ Layout (DESIGN.md)::
     DST/train/<wnid>/<original name>       DST/meta/classes.tsv
     DST/val/<wnid>/ILSVRC2012_val_X.JPEG   DST/meta/train.txt, val.txt, prep.json
                                            DST/meta/train.sha256, val.sha256 (sha256sum -c format)
+    DST/<eval set>/<wnid>/<original name>  DST/meta/<eval set>.txt, <eval set>.sha256 (imnet.prep.sets)
     DST/.imnet-lock                        while an imnet run writes the tree (see ``lock``)
 
 While a split is being prepared, ``DST/meta/.journal-<split>.jsonl`` holds one line per finished
@@ -26,8 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imnet.errors import ImnetError
+from imnet.prep.sets import EVAL_SET_NAMES
 
 SPLITS = ("train", "val")
+# Every folder prep may write besides meta/: the ILSVRC2012 splits and the eval sets (imnet.prep.sets).
+ALL_SPLITS = SPLITS + EVAL_SET_NAMES
 # Temp files of the atomic writes: ".<name>.<pid>.part" (and the older ".<name>.part").
 TEMP_FILE = re.compile(r"^\.(?P<name>.+?)(?:\.(?P<pid>\d+))?\.part$")
 
@@ -231,7 +235,7 @@ def check_disk_space(dst: Path, needed_bytes: int, needed_inodes: int, what: str
 
 def check_src_dst(src: Path, dst: Path) -> None:
     """Refuse a ``dst`` that is ``src``, lies inside it, or holds it (at any depth, through symlinks
-    too), and a ``DST/train``, ``DST/val`` or ``DST/meta`` that leads into ``src``: prep never
+    too), and a ``DST/train``, ``DST/val``, ``DST/meta`` or eval-set folder that leads into ``src``: prep never
     modifies ``--src`` and may remove what it wrote under ``--dst``."""
     src_r, dst_r = src.resolve(), dst.resolve()
     if dst_r == src_r or src_r in dst_r.parents:
@@ -239,7 +243,7 @@ def check_src_dst(src: Path, dst: Path) -> None:
     if dst_r in src_r.parents:
         raise ImnetError(f"--src {src} is inside --dst {dst}; prep writes (and, on failure, removes) files under "
                          f"--dst, so the archives must live outside it")
-    for name in ("train", "val", "meta"):
+    for name in (*ALL_SPLITS, "meta"):
         sub = dst / name
         if os.path.lexists(sub):
             sub_r = sub.resolve()

@@ -3,7 +3,8 @@
 prep owns, under ``DST/train``, ``DST/val`` and ``DST/meta``, exactly what it writes:
 
 * ``DST/<split>/<wnid>/`` class folders (real folders named ``nXXXXXXXX``) holding regular files named
-  as the archive's members (``<wnid>_N.JPEG`` in train, ``ILSVRC2012_val_XXXXXXXX.JPEG`` in val),
+  as the archive's members (``<wnid>_N.JPEG`` in train, ``ILSVRC2012_val_XXXXXXXX.JPEG`` in val, the
+  publisher's image names in an eval set's folder, :mod:`imnet.prep.sets`),
   once ``meta/`` records the split as its own: a record in ``prep.json`` or a journal
   (``meta/.journal-<split>.jsonl``, written before the first image of a run);
 * in ``meta/``: ``prep.json`` (an imnet record), the journals, ``classes.tsv``, ``<split>.txt`` and
@@ -24,16 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imnet.errors import ImnetError
-from imnet.prep.layout import SPLITS, TEMP_FILE, TreeLayout
+from imnet.prep.layout import ALL_SPLITS, SPLITS, TEMP_FILE, TreeLayout
+from imnet.prep.sets import EVAL_SETS
 
 WNID = re.compile(r"^n\d{8}$")
 IMAGE_NAMES = {
     "train": lambda wnid: re.compile(rf"^{re.escape(wnid)}_\d+\.JPEG$"),
     "val": lambda wnid: re.compile(r"^ILSVRC2012_val_\d{8}\.JPEG$"),
+    # The eval sets keep their publishers' file names (imnet.prep.sets), under wnid folders.
+    **{name: (lambda wnid, _pattern=spec.image: _pattern) for name, spec in EVAL_SETS.items()},
 }
 # Files of meta/ that imnet's other commands may put there and prep leaves alone.
 ALLOWED_META = frozenset({"real.json"})
-JOURNAL = re.compile(r"^\.journal-(train|val)\.jsonl$")
+JOURNAL = re.compile(r"^\.journal-(?P<split>.+)\.jsonl$")
 
 
 class ForeignFile(ImnetError):
@@ -55,7 +59,7 @@ def journal_identity(path: Path) -> dict | None:
 
 def recorded_splits(layout: TreeLayout, record: dict) -> set[str]:
     """The splits ``meta/`` records as prep's own: those with a record in ``prep.json`` or a journal."""
-    return {s for s in SPLITS if s in record.get("splits", {}) or journal_identity(layout.journal(s))}
+    return {s for s in ALL_SPLITS if s in record.get("splits", {}) or journal_identity(layout.journal(s))}
 
 
 @dataclass
@@ -117,28 +121,34 @@ def meta_foreign(layout: TreeLayout, record: dict, owned_splits: set[str]) -> tu
                 if "format" in record:
                     continue
                 return Path(entry.path), "is not a record written by imnet prep"
-            if JOURNAL.match(name):
+            journal = JOURNAL.match(name)
+            if journal and journal.group("split") in ALL_SPLITS:
                 if journal_identity(Path(entry.path)):
                     continue
                 return Path(entry.path), "is not a journal written by imnet prep"
             if name == "classes.tsv" and owned_splits:
                 continue
-            stem, _, suffix = name.partition(".")
+            stem, _, suffix = name.rpartition(".")  # eval-set names hold dots (imagenetv2-threshold0.7)
             if stem in owned_splits and suffix in ("txt", "sha256"):
                 continue
             return Path(entry.path), "was not written by imnet prep" + (
-                f" (no record of the {stem} split in {layout.prep_json})" if stem in SPLITS else "")
+                f" (no record of the {stem} split in {layout.prep_json})" if stem in ALL_SPLITS else "")
     return None
 
 
-def check_owned(layout: TreeLayout, record: dict) -> dict[str, SplitScan]:
+def check_owned(layout: TreeLayout, record: dict, writing: tuple[str, ...] = (),
+                only: tuple[str, ...] | None = None) -> dict[str, SplitScan]:
     """Refuse (:class:`ForeignFile`, naming the first path) a tree whose ``train/``, ``val/`` or
-    ``meta/`` holds anything prep did not write; returns the scan of each split folder (files per
-    class, used by the cheap check of complete splits)."""
+    ``meta/`` holds anything prep did not write, nor the folder of an eval set that ``meta/`` records
+    or this run is about to write (``writing``); an eval-set folder prep neither recorded nor will
+    write is not its business; ``only``: scan just these split folders (``meta/`` is always checked).
+    Returns the scan of each split folder checked (files per class, used by the cheap check of
+    complete splits)."""
     owned = recorded_splits(layout, record)
     scans = {}
     found = meta_foreign(layout, record, owned)
-    for split in SPLITS:
+    checked = [s for s in ALL_SPLITS if (s in SPLITS or s in owned or s in writing) and (only is None or s in only)]
+    for split in checked:
         if found is not None:
             break
         scans[split] = scan = scan_split(layout, split, split in owned)
@@ -147,8 +157,8 @@ def check_owned(layout: TreeLayout, record: dict) -> dict[str, SplitScan]:
     if found is not None:
         path, why = found
         raise ForeignFile(
-            f"--dst {layout.dst}: {path} {why}; prep writes only into train/, val/ and meta/ folders that hold "
-            f"nothing else, and removes only what it wrote: move it away or choose another --dst"
+            f"--dst {layout.dst}: {path} {why}; prep writes only into train/, val/, eval-set and meta/ folders "
+            f"that hold nothing else, and removes only what it wrote: move it away or choose another --dst"
         )
     return scans
 

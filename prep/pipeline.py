@@ -800,24 +800,32 @@ def _report_bad(layout: TreeLayout, split: str, split_record: dict) -> int:
     return len(bad)
 
 
-def prepare(src: Path, dst: Path, checksums: Path | None = None, only: str | None = None,
+def prepare(src: Path, dst: Path, checksums: Path | None = None, only: str | list[str] | None = None,
             workers: int | None = None, reverify: bool = False, progress: bool = True,
             redo: bool = False) -> dict:
-    """Prepare ILSVRC2012 from the archives in ``src`` into the tree ``dst`` (DESIGN.md layout).
+    """Prepare ILSVRC2012 from the archives in ``src`` into the tree ``dst`` (DESIGN.md layout), and
+    the eval sets whose archives are there (ImageNetV2, ImageNet-A/-R/-Sketch: :mod:`imnet.prep.evalsets`).
 
-    ``checksums``: an md5sum-format file replacing the shipped official MD5s; ``only``: ``"train"``
-    or ``"val"`` to prepare one split; ``workers``: extraction processes (default: CPU count);
-    ``reverify``: on an already prepared split, re-hash the archive and check every image's size and
-    SHA-256; ``redo``: prepare the chosen splits again even when complete (e.g. from other archives).
-    Holds the tree's lock for the whole run, and refuses a ``dst`` holding files it did not write.
-    Returns a summary: ``{"dst", "seconds", "splits": {split: {"status", "images", "bytes",
-    "repaired", "undecodable", "seconds"}}}``. User errors raise :class:`ImnetError`.
+    ``checksums``: an md5sum-format file replacing the shipped official MD5s; ``only``: the splits and
+    eval sets to prepare (``"train"``, ``"val"``, set names or aliases such as ``"a"``; a list or a
+    comma-separated string); without it train and val, plus every eval set whose archive is in
+    ``src`` or which the tree records (when ``src`` holds eval-set archives but neither ILSVRC2012
+    image archive, only the eval sets and the complete splits are handled). ``workers``: extraction
+    processes (default: CPU count); ``reverify``: on an already prepared split, re-hash the archive
+    and check every image's size and SHA-256; ``redo``: prepare the chosen splits again even when
+    complete (e.g. from other archives). Holds the tree's lock for the whole run, and refuses a
+    ``dst`` holding files it did not write. Returns a summary: ``{"dst", "seconds", "splits": {split:
+    {"status", "images", "bytes", "repaired", "undecodable", "seconds"}}}``. User errors raise
+    :class:`ImnetError`.
     """
+    from imnet.prep.evalsets import archives_in, choose_sets, prepare_eval_sets
+    from imnet.prep.sets import resolve_set_names
+
     t0 = time.time()
     src, dst = Path(src), Path(dst)
-    if only not in (None, *SPLITS):
-        raise ImnetError(f"--only must be train or val, not {only!r}")
-    splits = [only] if only else list(SPLITS)
+    names = None if only is None else resolve_set_names(only)
+    if names is not None and not names:
+        raise ImnetError("--only names no split or eval set")
     if not src.is_dir():
         raise ImnetError(f"--src {src} is not a folder holding the ILSVRC2012 archives")
     check_src_dst(src, dst)
@@ -829,8 +837,19 @@ def prepare(src: Path, dst: Path, checksums: Path | None = None, only: str | Non
     with _SIGNALS, TreeLock(layout.lock, "imnet prep", label="--dst"):
         _crash_point("locked")
         try:
-            return _prepare_locked(src, layout, splits, md5s, checksums_name, workers, reverify, progress,
-                                   redo, t0)
+            record = read_prep_json(layout) if dst.is_dir() else {"splits": {}}
+            if names is not None:
+                splits = [name for name in SPLITS if name in names]
+            elif archives_in(src) and not any(os.path.lexists(src / ARCHIVES[s]) for s in SPLITS):
+                splits = [s for s in SPLITS if split_is_complete(record, s)]  # eval sets only: check the rest
+            else:
+                splits = list(SPLITS)
+            sets = choose_sets(src, record, None if names is None else names)
+            summary = _prepare_locked(src, layout, splits, md5s, checksums_name, workers, reverify, progress,
+                                      redo, t0)
+            prepare_eval_sets(src, layout, sets, md5s, checksums_name, workers, reverify, progress, redo, summary)
+            summary["seconds"] = round(time.time() - t0, 3)
+            return summary
         except Terminated as err:
             if "while preparing" in str(err):
                 raise
@@ -842,7 +861,7 @@ def _prepare_locked(src: Path, layout: TreeLayout, splits: list[str], md5s: dict
                     workers: int | None, reverify: bool, progress: bool, redo: bool, t0: float) -> dict:
     dst = layout.dst
     record = read_prep_json(layout) if dst.is_dir() else {"splits": {}}
-    scans = check_owned(layout, record)
+    scans = check_owned(layout, record, only=SPLITS)  # the eval sets' folders: imnet.prep.evalsets
     remove_stale_temp_files(layout.meta)  # left by killed runs; nothing else writes while we hold the lock
     summary: dict = {"dst": str(dst), "splits": {}}
 
@@ -931,6 +950,7 @@ def format_summary(summary: dict) -> str:
         rate = info["images"] / info["seconds"] if info["seconds"] else 0
         extra = f", {rate:.0f} images/s" if info["status"] == "prepared" and rate else ""
         bad = f", {info['undecodable']} undecodable" if info.get("undecodable") else ""
+        note = f" ({info['note']})" if info.get("note") else ""
         parts.append(f"{split} {info['status']}: {info['images']} images, {info['bytes'] / 1e6:.1f} MB, "
-                     f"{info['repaired']} repaired{bad}{extra}")
+                     f"{info['repaired']} repaired{bad}{extra}{note}")
     return f"{'; '.join(parts)} -> {summary['dst']} ({summary['seconds']:.1f}s)"

@@ -29,7 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from imnet.errors import ImnetError
-from imnet.prep.layout import SPLITS, TreeLayout, atomic_write_lines, atomic_write_text, read_prep_json
+from imnet.prep.layout import ALL_SPLITS, SPLITS, TreeLayout, atomic_write_lines, atomic_write_text, read_prep_json
 from imnet.prep.lock import TreeLock, describe_holder, lock_holder
 from imnet.prep.manifests import ClassInfo, read_classes, read_file_list, write_classes, write_file_list
 from imnet.prep.owner import journal_identity
@@ -445,7 +445,9 @@ def verify_tree(dst: Path, decode: bool = False, write_manifests: bool = False, 
             report.problems.append(f"an imnet run is writing {dst} now ({describe_holder(holder)}; lock file "
                                    f"{layout.lock}): verify it once that has finished")
     record = read_prep_json(layout)
-    splits = [s for s in SPLITS if layout.split_dir(s).is_dir() or layout.file_list(s).is_file()]
+    # train, val and every eval set prep recorded (an eval-set folder prep knows nothing of is not a split)
+    splits = [s for s in ALL_SPLITS if (s in SPLITS or s in record["splits"] or layout.journal(s).exists())
+              and (layout.split_dir(s).is_dir() or layout.file_list(s).is_file())]
     if not splits:
         raise ImnetError(f"{dst}: no train/ or val/ folder; not a prepared tree (run imnet prep)")
     if not layout.classes_tsv.is_file():

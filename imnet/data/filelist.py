@@ -12,8 +12,10 @@ from pathlib import Path
 
 from imnet.errors import ImnetError
 from imnet.prep.manifests import read_file_list
+from imnet.prep.sets import EVAL_SET_NAMES
 
-SPLITS = ("train", "val")
+# The ILSVRC2012 splits and the eval sets prep writes beside them (imnet.prep.sets), same format.
+SPLITS = ("train", "val") + EVAL_SET_NAMES
 
 
 @dataclass(frozen=True)
