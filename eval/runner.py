@@ -24,6 +24,7 @@ What each model's record says about how it ran (``info`` in the store):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -39,6 +40,7 @@ from imnet.errors import ImnetError
 from imnet.eval.crops import crop_scores, pass_crops
 from imnet.eval.distributed import DistContext, gather_objects, gather_rows, init_distributed
 from imnet.eval.real import load_real_labels
+from imnet.eval.sets import CLEAN_SUFFIX, PROTOCOLS, class_subset, protocol_label, resolve_sets
 from imnet.eval.report import ReportFiles, ResultRow, Skipped, results_from_store, write_reports
 from imnet.eval.store import (ModelPredictions, is_finished, read_model, remove_stale_temp_files,
                               write_model)
@@ -59,7 +61,10 @@ class EvalOptions:
     ``channels_last`` (default on): measured 1.2-1.5x faster forward on a 2-core CPU for resnet50
     and mobilenet_v3_small (benchmarks/RESULTS.md); the memory format does not change the maths; the
     loader delivers that layout. ``compile_backend``: torch.compile's backend ("inductor"; "eager"
-    traces without code generation). ``tf32``: TensorFloat-32 matmuls and convolutions on CUDA."""
+    traces without code generation). ``tf32``: TensorFloat-32 matmuls and convolutions on CUDA.
+    ``sets``: the splits and eval sets to score, each model on each (names or aliases, e.g.
+    ``("val", "v2", "a", "r", "sketch")``; empty: ``split`` alone); ``argmax``: "subset" (ImageNet-A/-R
+    ranked on their classes, the publishers' protocol) or "all" (:mod:`imnet.eval.sets`)."""
 
     data: Path
     out: Path
@@ -82,6 +87,8 @@ class EvalOptions:
     skip_bad: bool = False
     force: bool = False
     device: str = "auto"
+    sets: tuple[str, ...] = ()
+    argmax: str = "subset"
 
 
 @dataclass
@@ -518,13 +525,11 @@ def evaluate(options: EvalOptions) -> EvalSummary:
     data, out = Path(options.data), Path(options.out)
     if not data.is_dir():
         raise ImnetError(f"{data}: --data folder not found; give a tree prepared by `imnet prep`")
-    file_list = data / "meta" / f"{options.split}.txt"
-    if (data / options.split).is_dir() and not file_list.is_file():
-        from imnet.data.filelist import unfinished_prep
-
-        raise ImnetError(f"{file_list}: no file list; " + (unfinished_prep(data, options.split) or (
-            f"{data} looks like an ImageFolder tree: write its manifests with `imnet verify --data {data} "
-            f"--write-manifests`")))
+    if options.argmax not in PROTOCOLS:
+        raise ImnetError(f"--argmax {options.argmax}: expected {' or '.join(PROTOCOLS)}")
+    sets = resolve_sets(options.sets or (options.split,))
+    for name in sets:
+        _check_set(data, name)
     if options.limit is not None and options.limit < 1:
         raise ImnetError(f"--limit {options.limit}: must be at least 1")
     if options.amp not in ("off", *AMP_DTYPES):
@@ -535,19 +540,46 @@ def evaluate(options: EvalOptions) -> EvalSummary:
     ctx = init_distributed(device)
     try:
         with numerics(device, options.tf32) as switches:
-            return _evaluate_models(options, ctx, device, crop_counts, data, out, store, switches)
+            return _evaluate_models(options, ctx, device, crop_counts, data, out, store, switches, sets)
     finally:
         ctx.close()
 
 
+def _check_set(data: Path, name: str) -> None:
+    """Refuse, before any model runs, a split or eval set the tree does not have ready, saying why."""
+    from imnet.data.filelist import EVAL_SETS, unfinished_prep
+
+    file_list = data / "meta" / f"{name}.txt"
+    if name in EVAL_SETS:
+        # An interrupted prep may have left the list without the record: only a complete set is scored.
+        unfinished = unfinished_prep(data, name, check_lock=False)
+        if unfinished:
+            raise ImnetError(f"{file_list}: {unfinished}")
+    if file_list.is_file():
+        return
+    why = unfinished_prep(data, name)
+    if name in EVAL_SETS:
+        spec = EVAL_SETS[name]
+        raise ImnetError(f"{file_list}: {spec.title} is not prepared in {data}; " + (why or (
+            f"put {spec.archive} ({spec.source}) in a folder and run `imnet prep --src FOLDER --dst {data} "
+            f"--only {name}`")))
+    if (data / name).is_dir():
+        raise ImnetError(f"{file_list}: no file list; " + (why or (
+            f"{data} looks like an ImageFolder tree: write its manifests with `imnet verify --data {data} "
+            f"--write-manifests`")))
+
+
 def _evaluate_models(options: EvalOptions, ctx: DistContext, device: str, crop_counts: list[int],
-                     data: Path, out: Path, store: Path, switches: dict | None = None) -> EvalSummary:
-    """The body of :func:`evaluate` inside its process group: plan, evaluate or reuse, report."""
+                     data: Path, out: Path, store: Path, switches: dict | None = None,
+                     sets: list[str] | None = None) -> EvalSummary:
+    """The body of :func:`evaluate` inside its process group: plan, then for each model evaluate (or
+    reuse) each set in turn, the model built once; then report."""
+    sets = sets or [options.split]
     if ctx.is_main:
         _prepare_out(out)
         remove_stale_temp_files(store)
     ctx.barrier()
-    num_classes = _count_classes(data, options.split)
+    num_classes = _count_classes(data, sets[0])
     weights = Path(options.weights) if options.weights else None
     # Local rank 0 fetches missing official weights first; the other ranks then find them cached.
     if ctx.local_rank == 0:
@@ -557,36 +589,46 @@ def _evaluate_models(options: EvalOptions, ctx: DistContext, device: str, crop_c
         plans, skipped = plan_models(list(options.archs), weights)
     if not plans:
         raise ImnetError("no model to evaluate: " + "; ".join(f"{s.model}: {s.reason}" for s in skipped[:5]))
+    subsets = {name: class_subset(data, name) for name in sets}
 
     evaluated, reused = [], []
     for plan in plans:
-        config = eval_config(plan.name, options, plan.weights, num_classes)
-        counts = list(crop_counts)
-        if not options.force:
-            if is_finished(store, plan.name, config, counts):
-                reused.append(plan.name)
-                continue
-            previous = read_model(store, plan.name)
-            if previous is not None and previous.config == json.loads(json.dumps(config)):
-                # Keep the crop counts stored before: one pass serves them all.
-                counts = sorted(set(counts) | set(previous.logits))
-        try:
-            model = build_model(plan.name, plan.weights, num_classes)
-        except ImnetError as err:
-            if options.archs:  # asked for by name: the user must hear it
-                raise
-            # A whole-zoo run goes on: weights found for this model but unusable here.
-            skipped.append(Skipped(plan.name, f"weights do not load: {err}", kind="weights do not load"))
-            continue
-        preds = evaluate_model(plan, model, options, counts, config, ctx, device, options.real_labels,
-                               switches)
+        model = None
+        unusable = False
+        for name in sets:
+            set_options = dataclasses.replace(options, split=name)
+            config = eval_config(plan.name, set_options, plan.weights, num_classes)
+            counts = list(crop_counts)
+            if not options.force:
+                if is_finished(store, plan.name, config, counts):
+                    continue
+                previous = read_model(store, plan.name, name)
+                if previous is not None and previous.config == json.loads(json.dumps(config)):
+                    # Keep the crop counts stored before: one pass serves them all.
+                    counts = sorted(set(counts) | set(previous.logits))
+            if model is None:
+                try:
+                    model = build_model(plan.name, plan.weights, num_classes)
+                except ImnetError as err:
+                    if options.archs:  # asked for by name: the user must hear it
+                        raise
+                    # A whole-zoo run goes on: weights found for this model but unusable here.
+                    skipped.append(Skipped(plan.name, f"weights do not load: {err}", kind="weights do not load"))
+                    unusable = True
+                    break
+            real = options.real_labels if name == "val" else None
+            preds = evaluate_model(plan, model, set_options, counts, config, ctx, device, real, switches)
+            if ctx.is_main:
+                preds.info.update(set=name, class_subset=subsets[name],
+                                  protocol=protocol_label(num_classes, subsets[name], "subset"))
+                write_model(store, preds)
+            # The others wait for rank 0's write over gloo with a long timeout: appending costs the
+            # model's size, but replacing a model rebuilds the store, which can outlast NCCL's timeout.
+            ctx.barrier(timeout=STORE_WAIT)
+        if not unusable:
+            # evaluated: on at least one set now; reused: every set came from the store
+            (evaluated if model is not None else reused).append(plan.name)
         del model
-        if ctx.is_main:
-            write_model(store, preds)
-        # The others wait for rank 0's write over gloo with a long timeout: appending costs the
-        # model's size, but replacing a model rebuilds the store, which can outlast NCCL's timeout.
-        ctx.barrier(timeout=STORE_WAIT)
-        evaluated.append(plan.name)
 
     if not evaluated and not reused:
         raise ImnetError("no model was evaluated: " + "; ".join(f"{s.model}: {s.reason}" for s in skipped[:5]))
@@ -594,20 +636,23 @@ def _evaluate_models(options: EvalOptions, ctx: DistContext, device: str, crop_c
     rows: list[ResultRow] = []
     if ctx.is_main:
         names = set(evaluated) | set(reused)
-        rows = [r for r in results_from_store(store, options.real_labels)
-                if r.model in names and r.crops in crop_counts]
-        reports = write_reports(rows, out, skipped, extra={"store": str(store), "split": options.split,
-                                                           "data": str(data)})
+        wanted = set(sets) | {f"{name}{CLEAN_SUFFIX}" for name in sets if "val" in sets}
+        rows = [r for r in results_from_store(store, options.real_labels, options.argmax)
+                if r.model in names and r.crops in crop_counts and r.set in wanted]
+        reports = write_reports(rows, out, skipped, extra={"store": str(store), "split": sets[0], "sets": sets,
+                                                           "argmax": options.argmax, "data": str(data)})
     return EvalSummary(rows, evaluated, reused, skipped, store, reports,
                        fetched=[p.name for p in plans if p.fetched])
 
 
-def report_from_store(store: Path, out: Path | None = None, real_labels: Path | None = None) -> EvalSummary:
-    """``imnet eval --from-store``: every metric of every model in ``store`` recomputed from its
-    logits (no model, no GPU); reports written into ``out`` (default: the store's folder)."""
+def report_from_store(store: Path, out: Path | None = None, real_labels: Path | None = None,
+                      argmax: str = "subset") -> EvalSummary:
+    """``imnet eval --from-store``: every metric of every model and set in ``store`` recomputed from
+    its logits (no model, no GPU), ImageNet-A/-R under the ``argmax`` protocol; reports written into
+    ``out`` (default: the store's folder)."""
     store = Path(store)
     out = Path(out) if out is not None else store.parent
-    rows = results_from_store(store, real_labels)
+    rows = results_from_store(store, real_labels, argmax)
     _prepare_out(out)
-    reports = write_reports(rows, out, extra={"store": str(store)})
+    reports = write_reports(rows, out, extra={"store": str(store), "argmax": argmax})
     return EvalSummary(rows, [], sorted({r.model for r in rows}), [], store, reports)

@@ -3,9 +3,11 @@
 Layout (HDF5, written with h5py)::
 
     /                          attrs: format="imnet-predictions", version=1
-    /models/<key>/             one group per model; attrs: name, config (JSON: the eval config used),
+    /models/<key>/             one group per model and set (key: the model's name for ImageNet val,
+                               ``<name>@<set>`` for another split or eval set, e.g. ``resnet50@imagenet-a``);
+                               attrs: name, config (JSON: the eval config used, ``split`` the set),
                                info (JSON: param_count, gmacs, loader, amp, device, images_per_sec,
-                               pass_crops, n_split, limit, skipped, weights, ...)
+                               pass_crops, n_split, limit, skipped, weights, set, class_subset, ...)
         files    (N,) str      file names relative to the split folder, in val-number order
         labels   (N,) int64    class indices
         indices  (N,) int64    positions in the split's file list (val_number - 1)
@@ -56,8 +58,9 @@ class ModelPredictions:
     """One model's predictions over a split, for each crop count evaluated.
 
     ``logits`` maps crop count -> float16 array (N, C); ``files``/``labels``/``indices`` are in
-    val-number order and line up with its rows. ``config`` is the eval config used (what decides
-    whether a stored entry can be reused); ``info`` is everything else reported (speed, device, ...)."""
+    the order of the split's file list (val-number order for val) and line up with its rows.
+    ``config`` is the eval config used (what decides whether a stored entry can be reused; its
+    ``split`` names the set); ``info`` is everything else reported (speed, device, ...)."""
 
     name: str
     files: list[str]
@@ -66,6 +69,11 @@ class ModelPredictions:
     logits: dict[int, np.ndarray]
     config: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+
+    @property
+    def split(self) -> str:
+        """The split or eval set these predictions are for (``config["split"]``; val in older stores)."""
+        return str(self.config.get("split", "val"))
 
     def __post_init__(self) -> None:
         n = len(self.files)
@@ -76,9 +84,11 @@ class ModelPredictions:
                 raise ValueError(f"{self.name}: crops{crops} logits of shape {rows.shape} for {n} images")
 
 
-def _key(name: str) -> str:
-    # '/' separates HDF5 groups; model names and run-directory names never hold '%'.
-    return name.replace("%", "%25").replace("/", "%2F")
+def _key(name: str, split: str = "val") -> str:
+    """The group of a model's predictions on ``split``: its name for val (as stores before eval
+    sets), ``<name>@<split>`` for any other. '/' separates HDF5 groups; names never hold '%'."""
+    key = name.replace("%", "%25").replace("/", "%2F").replace("@", "%40")
+    return key if split == "val" else f"{key}@{split}"
 
 
 def _open_store(path: Path, mode: str = "r") -> h5py.File:
@@ -311,7 +321,7 @@ def write_model(path: Path, preds: ModelPredictions) -> None:
     store, or cannot be written."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    key = _key(preds.name)
+    key = _key(preds.name, preds.split)
     try:
         if path.exists():
             with _open_store(path) as old:
@@ -359,12 +369,13 @@ def remove_stale_temp_files(path: Path) -> list[Path]:
 
 
 def stored_models(path: Path) -> list[str]:
-    """Names of the models in the store at ``path`` (empty when the file does not exist)."""
+    """Names of the models in the store at ``path``, each once whatever sets it holds them on
+    (empty when the file does not exist)."""
     path = Path(path)
     if not path.exists():
         return []
     with _open_store(path) as f:
-        return sorted(str(g.attrs["name"]) for g in f.get("models", {}).values())
+        return sorted({str(g.attrs["name"]) for g in f.get("models", {}).values()})
 
 
 def _read_group(path: Path, group: h5py.Group) -> ModelPredictions:
@@ -383,33 +394,33 @@ def _read_group(path: Path, group: h5py.Group) -> ModelPredictions:
         raise ImnetError(f"{path}: model group {group.name} is incomplete or malformed ({err})") from None
 
 
-def read_model(path: Path, name: str) -> ModelPredictions | None:
-    """One model's predictions from the store at ``path``, or None when it holds no such model."""
+def read_model(path: Path, name: str, split: str = "val") -> ModelPredictions | None:
+    """One model's predictions on ``split`` from the store at ``path``, or None when it holds none."""
     path = Path(path)
     if not path.exists():
         return None
     with _open_store(path) as f:
-        group = f.get("models", {}).get(_key(name))
+        group = f.get("models", {}).get(_key(name, split))
         return None if group is None else _read_group(path, group)
 
 
 def read_store(path: Path) -> list[ModelPredictions]:
-    """Every model's predictions in the store at ``path``, sorted by name. Raises
-    :class:`ImnetError` when the file is missing or not a store."""
+    """Every model's predictions in the store at ``path`` (one entry per model and set), sorted by
+    name, then set. Raises :class:`ImnetError` when the file is missing or not a store."""
     path = Path(path)
     with _open_store(path) as f:
         preds = [_read_group(path, g) for g in f.get("models", {}).values()]
-    return sorted(preds, key=lambda p: p.name)
+    return sorted(preds, key=lambda p: (p.name, p.split != "val", p.split))
 
 
 def is_finished(path: Path, name: str, config: dict, crop_counts: list[int]) -> bool:
-    """Whether the store at ``path`` already holds ``name`` evaluated with this same ``config`` and
-    every crop count in ``crop_counts`` (so a re-run can skip it)."""
+    """Whether the store at ``path`` already holds ``name`` evaluated with this same ``config`` (its
+    ``split`` says on which set) and every crop count in ``crop_counts`` (so a re-run can skip it)."""
     path = Path(path)
     if not path.exists():
         return False
     with _open_store(path) as f:
-        group = f.get("models", {}).get(_key(name))
+        group = f.get("models", {}).get(_key(name, str(config.get("split", "val"))))
         if group is None:
             return False
         same_config = json.loads(group.attrs.get("config", "null")) == json.loads(json.dumps(config))

@@ -344,7 +344,15 @@ def _eval_crop_counts(crops: tuple[str, ...], extra: list[str]) -> tuple[int, ..
 @click.option("--data", type=click.Path(path_type=Path), help="Tree prepared by `imnet prep`.")
 @click.option("--src", type=click.Path(path_type=Path),
               help="Archives folder; where --real-labels looks for real.json after --data.")
-@click.option("--split", default="val", help="Split of the tree to evaluate.")
+@click.option("--split", default="val", help="Split of the tree to evaluate (one; see --sets).")
+@click.option("--sets", default=None, metavar="NAMES",
+              help="Splits and eval sets to evaluate every model on, in one run, comma-separated: val, "
+                   "imagenetv2-matched-frequency (v2), imagenetv2-threshold0.7, imagenetv2-top-images, "
+                   "imagenet-a (a), imagenet-r (r), imagenet-sketch (sketch); as prepared by `imnet prep`. "
+                   "With val and a or r, the -clean rows (val on their 200 classes) come too. [default: --split]")
+@click.option("--argmax", type=click.Choice(["subset", "all"]), default="subset",
+              help="ImageNet-A/-R (and -clean): rank only the set's classes (the publishers' and timm's "
+                   "protocol) or all 1000 classes. Applied to the stored scores: --from-store takes it too.")
 @click.option("--crops", multiple=True, default=("1",), metavar="1|5|10",
               help="Crop counts, several in one pass: --crops 1 5 10 (decode once, cut 10 crops; "
                    "1- and 5-crop come from the same forward passes).")
@@ -380,14 +388,16 @@ def _eval_crop_counts(crops: tuple[str, ...], extra: list[str]) -> tuple[int, ..
 @click.option("--from-store", type=click.Path(path_type=Path),
               help="Recompute every metric from this predictions.h5 (no model, no GPU) and rewrite results.*.")
 @click.pass_context
-def eval_(ctx, archs, weights, data, src, split, crops, real_labels, loader, batch_size, workers, device,
-          amp, channels_last, compile_, compile_backend, tf32, img_size, crop_pct, limit, skip_bad, force, out,
-          from_store):
-    """Evaluate zoo models (1-, 5-, 10-crop; original and ReaL labels) into predictions.h5 and results.*
+def eval_(ctx, archs, weights, data, src, split, sets, argmax, crops, real_labels, loader, batch_size, workers,
+          device, amp, channels_last, compile_, compile_backend, tf32, img_size, crop_pct, limit, skip_bad, force,
+          out, from_store):
+    """Evaluate zoo models (1-, 5-, 10-crop; original and ReaL labels; ImageNet val and the eval sets)
+    into predictions.h5 and results.*
 
     \b
     imnet eval --crops 10 --real-labels --data /data/imagenet       # every model with official weights
     imnet eval --arch resnet50 --crops 1 5 10 --data /data/imagenet --limit 500
+    imnet eval --arch resnet50 --sets val,v2,a,r,sketch --data /data/imagenet   # one row per set
     imnet eval --from-store eval_out/predictions.h5 --real-labels /data/real.json
     """
     from imnet.eval.real import find_or_fetch_real_labels
@@ -401,7 +411,7 @@ def eval_(ctx, archs, weights, data, src, split, crops, real_labels, loader, bat
         real_path = Path(real_labels)
     if from_store is not None:
         summary = report_from_store(from_store, out if ctx.get_parameter_source("out").name != "DEFAULT"
-                                    else None, real_path)
+                                    else None, real_path, argmax)
     else:
         if data is None:
             raise click.UsageError("--data is required (or --from-store)")
@@ -410,22 +420,27 @@ def eval_(ctx, archs, weights, data, src, split, crops, real_labels, loader, bat
             real_labels=real_path, loader=loader, batch_size=batch_size, workers=workers, amp=amp,
             channels_last=channels_last, compile=compile_, compile_backend=compile_backend, tf32=tf32,
             limit=limit, img_size=img_size,
-            crop_pct=crop_pct, skip_bad=skip_bad, force=force, device=device))
+            crop_pct=crop_pct, skip_bad=skip_bad, force=force, device=device,
+            sets=tuple(sets.split(",")) if sets else (), argmax=argmax))
     if summary.reports is None:  # not rank 0 under torchrun
         return
-    click.echo(f"{'model':<28} {'crops':>5} {'top1':>7} {'top5':>7} {'real1':>7} {'real5':>7} "
+    multi = len({r.set for r in summary.rows}) > 1
+    set_head = f" {'set':<30}" if multi else ""
+    click.echo(f"{'model':<28}{set_head} {'crops':>5} {'top1':>7} {'top5':>7} {'real1':>7} {'real5':>7} "
                f"{'img/s':>8} {'images':>7}")
     for r in summary.rows:
         def cell(v, fmt=".2f"):
             return "-" if v is None else format(v, fmt)
-        click.echo(f"{r.model:<28} {r.crops:>5} {cell(r.top1):>7} {cell(r.top5):>7} {cell(r.real_top1):>7} "
+        set_cell = f" {r.set:<30}" if multi else ""
+        click.echo(f"{r.model:<28}{set_cell} {r.crops:>5} {cell(r.top1):>7} {cell(r.top5):>7} {cell(r.real_top1):>7} "
                    f"{cell(r.real_top5):>7} {cell(r.images_per_sec, '.1f'):>8} "
                    f"{r.n_images:>7}{' partial' if r.partial else ''}")
     if summary.reused:
         click.echo(f"reused from {summary.store}: {', '.join(summary.reused)}", err=True)
     click.echo(_eval_summary_lines(summary, detailed=len(summary.skipped) <= 3))
+    plots = "accuracy_vs_speed.png" + (", accuracy_vs_speed_sets.png" if summary.reports.plot_sets else "")
     click.echo(f"results: {summary.reports.markdown.parent} (results.csv, results.json, results.md, "
-               f"accuracy_vs_speed.png; predictions {summary.store})")
+               f"{plots}; predictions {summary.store})")
 
 
 def _eval_summary_lines(summary, detailed: bool) -> str:

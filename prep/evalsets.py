@@ -101,7 +101,8 @@ def _tar_members(reader, archive: Path, gzipped: bool) -> Iterator[tuple[str, bo
             for member in tar:
                 name = _check_name(member.name, archive)
                 if member.issym() or member.islnk():
-                    raise ImnetError(f"{archive}: member {member.name!r} is a link (to {member.linkname!r}); refusing it")
+                    raise ImnetError(f"{archive}: member {member.name!r} is a link (to {member.linkname!r}); "
+                                     f"refusing it")
                 if member.isdev() or member.isfifo():
                     raise ImnetError(f"{archive}: member {member.name!r} is a device or fifo; refusing it")
                 if member.isdir():

@@ -88,7 +88,8 @@ EVAL_SETS: dict[str, EvalSetSpec] = {spec.name: spec for spec in (
     EvalSetSpec(
         name="imagenet-r", aliases=("r",), archive="imagenet-r.tar", packing="tar", roots=("imagenet-r",),
         folders="wnid", image=re.compile(rf"^{_IMAGE_FILE}$"), extras=("README.txt",), subset=True,
-        title="ImageNet-R", source="people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar (github.com/hendrycks/imagenet-r)"),
+        title="ImageNet-R",
+        source="people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar (github.com/hendrycks/imagenet-r)"),
     EvalSetSpec(
         name="imagenet-sketch", aliases=("sketch",), archive="ImageNet-Sketch.zip", packing="zip", roots=("sketch",),
         folders="wnid", image=re.compile(rf"^{_IMAGE_FILE}$"), every_class=True, title="ImageNet-Sketch",

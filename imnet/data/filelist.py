@@ -12,7 +12,8 @@ from pathlib import Path
 
 from imnet.errors import ImnetError
 from imnet.prep.manifests import read_file_list
-from imnet.prep.sets import EVAL_SET_NAMES
+from imnet.prep.sets import (CLEAN_SUFFIX, EVAL_SET_NAMES, EVAL_SETS, SUBSET_SETS,  # noqa: F401 (eval reads
+                              resolve_set_names)                                  # the sets' facts here)
 
 # The ILSVRC2012 splits and the eval sets prep writes beside them (imnet.prep.sets), same format.
 SPLITS = ("train", "val") + EVAL_SET_NAMES
@@ -68,13 +69,13 @@ def read_split(data: Path, split: str, limit: int | None = None) -> SplitList:
     return SplitList(root=root, list_path=list_path, files=files, labels=labels)
 
 
-def unfinished_prep(data: Path, split: str) -> str | None:
+def unfinished_prep(data: Path, split: str, check_lock: bool = True) -> str | None:
     """Advice when ``split`` of the tree ``data`` has no file list because an ``imnet prep`` of it was
-    interrupted (a journal or an incomplete record) or is running now: run the same prep again to
-    finish it, or wait. None when neither (then the tree is not prep's)."""
+    interrupted (a journal or an incomplete record) or is running now (``check_lock``): run the same
+    prep again to finish it, or wait. None when neither (then the tree is not prep's)."""
     from imnet.prep.verify import interrupted_prep
 
-    return interrupted_prep(Path(data), split)
+    return interrupted_prep(Path(data), split, check_lock=check_lock)
 
 
 def shard_range(num_images: int, rank: int, world_size: int) -> range:

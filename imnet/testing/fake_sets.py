@@ -181,3 +181,44 @@ def fake_eval_sets(out: Path, wnids: list[str], seed: int = 0, sets: tuple[str, 
         lines += [f"{md5_of(p)}  {p.name}" for p in fake.archives.values()]
         checksums.write_text("".join(f"{line}\n" for line in lines))
     return fake
+
+
+
+_CACHE: dict[tuple, tuple[Path, FakeEvalSets]] = {}
+
+
+def prepared_tree_with_sets(tmp_dir: Path, sets: tuple[str, ...] = EVAL_SET_NAMES, per_class: int = 2,
+                            **fake_kwargs) -> tuple[Path, FakeEvalSets]:
+    """A prepared tree holding train, val and the eval sets ``sets``, made from fake archives
+    (:func:`imnet.testing.fake.fake_ilsvrc` with ``fake_kwargs``, then :func:`fake_eval_sets` in the
+    same class looks, ``per_class`` images per class): returns (``tmp_dir/"data"``, what
+    :func:`fake_eval_sets` wrote, with its archives under ``tmp_dir/"src"`` beside the ILSVRC2012
+    ones and ``checksums.md5``). Repeated calls with the same arguments copy a cached tree."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from imnet.prep import prepare
+    from imnet.testing.fake import fake_ilsvrc
+
+    key = (tuple(sets), per_class, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                                for k, v in fake_kwargs.items())))
+    cached = _CACHE.get(key)
+    if cached is None or not (cached[0] / "data" / "meta" / "prep.json").is_file():
+        base = Path(tempfile.mkdtemp(prefix="imnet-sets-fixture-"))
+        atexit.register(shutil.rmtree, base, True)
+        fake = fake_ilsvrc(base / "src", **fake_kwargs)
+        written = fake_eval_sets(base / "src", fake.wnids, seed=fake_kwargs.get("seed", 0), sets=tuple(sets),
+                                 per_class=per_class, image_size=fake_kwargs.get("image_size", (80, 64)),
+                                 checksums=fake.checksums)
+        prepare(base / "src", base / "data", checksums=fake.checksums, workers=1, progress=False)
+        cached = _CACHE[key] = (base, written)
+    base, written = cached
+    tmp_dir = Path(tmp_dir)
+    shutil.copytree(base / "src", tmp_dir / "src", dirs_exist_ok=True)
+    shutil.copytree(base / "data", tmp_dir / "data", dirs_exist_ok=True)
+    moved = FakeEvalSets(root=tmp_dir / "src",
+                         archives={n: tmp_dir / "src" / p.name for n, p in written.archives.items()},
+                         members={n: list(m) for n, m in written.members.items()},
+                         subsets={n: list(v) for n, v in written.subsets.items()}, quirks=dict(written.quirks))
+    return tmp_dir / "data", moved
