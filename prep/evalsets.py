@@ -262,14 +262,15 @@ def tree_classes(layout: TreeLayout, src: Path, checksums: dict[str, str], check
 
 # --- one set --------------------------------------------------------------------------------------------
 
-def _space_needed(spec: EvalSetSpec, archive: Path, official: bool, block: int, journaled: list[UnitResult]
-                  ) -> tuple[int, int]:
+def _space_needed(spec: EvalSetSpec, archive: Path, official: bool, block: int, journaled: list[UnitResult],
+                  tree_classes: int) -> tuple[int, int]:
     """(bytes, files) the set will take: its images in whole blocks (the archive's size, JPEGs do not
-    compress; the count published for an official archive, else estimated), less what is journaled."""
+    compress; the count published for an official archive, else estimated), a folder per class, less
+    what is journaled."""
     size = archive.stat().st_size
     images = published_facts(spec.name)["images"] if official else max(1, round(size / MEAN_IMAGE_BYTES))
     per_image = max(block, size / images + block / 2)
-    classes = published_facts(spec.name)["classes"]
+    classes = min(published_facts(spec.name)["classes"], tree_classes)
     total = images * per_image + images * 320 + classes * block
     written = sum(blocks_for(s, block) for r in journaled for _, s in r.files)
     done = sum(len(r.files) for r in journaled)
@@ -567,7 +568,7 @@ def prepare_eval_sets(src: Path, layout: TreeLayout, sets: list[str], checksums:
         journaled = [] if name in discard else list(read_journal(layout.journal(name))[1].values())
         more_bytes, more_files = _space_needed(spec, Path(src) / spec.archive,
                                                md5 is not None and md5 == published_facts(name).get("md5"), block,
-                                               journaled)
+                                               journaled, len(classes))
         needed_bytes += more_bytes
         needed_files += more_files
     check_disk_space(dst, needed_bytes, needed_files, " and ".join(todo))

@@ -6,7 +6,6 @@ the wide table, the per-set plot, published figures beside official weights, and
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -24,9 +24,11 @@ from imnet.prep.sets import EVAL_SET_NAMES, EVAL_SETS, published_facts
 from imnet.testing import fake_ilsvrc
 from imnet.testing.fake import meta_mat_bytes, write_checksums, write_devkit
 from imnet.testing.fake_sets import class_subset, fake_eval_sets, prepared_tree_with_sets
+from imnet.testing.fs import can_mount, tmpfs
 
 SMALL = dict(classes=12, train_per_class=4, val=24, image_size=(40, 32))
 TIMM_INFO = Path(__import__("timm").__file__).parent / "data" / "_info"
+needs_root = pytest.mark.skipif(not can_mount(), reason="mounting a tmpfs needs root")
 # Facts of the publishers' eval code, written out here as an independent reference: the first and last
 # class indices of ImageNet-A (natural-adv-examples eval.py, thousand_k_to_200: 6 -> 0, ..., 988 -> 199)
 # and of ImageNet-R (imagenet-r eval.py's imagenet_r_indices comment).
@@ -375,3 +377,25 @@ def test_reverify_finds_a_changed_image(tree, tmp_path):
     with pytest.raises(ImnetError, match=rf"the imagenet-r split differs from its record: .*{rel.split('/')[1]}"):
         prepare(fake.root, dst, checksums=fake.root / "checksums.md5", only="r", reverify=True, workers=1,
                 progress=False)
+
+
+@needs_root
+def test_write_error_is_one_line_and_the_same_command_resumes(tree, tmp_path, capsys):
+    """DST/imagenet-r on a read-only file system: one line naming the file and EROFS, the journal
+    kept, nothing marked complete; writable again, the same command finishes it."""
+    data, fake = tree
+    dst = tmp_path / "data"
+    args = ["prep", "--src", str(fake.root), "--dst", str(dst), "--checksums", str(fake.root / "checksums.md5"),
+            "--only", "val,r", "--workers", "1"]
+    (dst / "imagenet-r").mkdir(parents=True)
+    with tmpfs(dst / "imagenet-r", size="1m", readonly=True):
+        line = cli_error(args, capsys)
+    assert line.startswith(f"imnet: error: {dst / 'imagenet-r'}/") and "cannot write" in line and "(EROFS)" in line
+    assert "imagenet-r" not in json.loads((dst / "meta" / "prep.json").read_text())["splits"]
+    assert not (dst / "meta" / "imagenet-r.txt").exists()
+    with tmpfs(tmp_path / "small", size="64k") as small:
+        line = cli_error(["prep", "--src", str(fake.root), "--dst", str(small / "data"), "--checksums",
+                          str(fake.root / "checksums.md5"), "--only", "sketch"], capsys)
+        assert "not enough disk space for imagenet-sketch" in line
+    assert main_ok(args)
+    assert (dst / "meta" / "imagenet-r.txt").read_bytes() == (data / "meta" / "imagenet-r.txt").read_bytes()
