@@ -399,3 +399,47 @@ def test_write_error_is_one_line_and_the_same_command_resumes(tree, tmp_path, ca
         assert "not enough disk space for imagenet-sketch" in line
     assert main_ok(args)
     assert (dst / "meta" / "imagenet-r.txt").read_bytes() == (data / "meta" / "imagenet-r.txt").read_bytes()
+
+
+def test_undecodable_image_in_a_set_is_recorded_and_refused_by_the_loaders(tree, tmp_path, capsys):
+    from imnet.data import build_eval_loader
+    from imnet.testing.fake import corrupt_jpeg
+
+    _, fake = tree
+    src = tmp_path / "src"
+    shutil.copytree(fake.root, src)
+    victim = next(m for m, _ in fake.members["imagenet-r"] if m.endswith("_1.jpg"))
+    with tarfile.open(src / "imagenet-r.tar") as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar]
+    import io
+
+    with tarfile.open(src / "imagenet-r.tar", "w", format=tarfile.GNU_FORMAT) as tar:
+        for member, content in members:
+            if member.name == victim:
+                content = corrupt_jpeg(content)
+            tar.addfile(member, None if content is None else io.BytesIO(content))
+    write_checksums(src / "checksums.md5", sorted(p for p in src.iterdir() if p.suffix != ".md5"))
+    dst = tmp_path / "data"
+    summary = prepare(src, dst, checksums=src / "checksums.md5", only="val,r", workers=1, progress=False)
+    assert summary["splits"]["imagenet-r"]["undecodable"] == 1
+    rel = f"imagenet-r/{victim.split('/', 1)[1]}"
+    record = json.loads((dst / "meta" / "prep.json").read_text())["splits"]["imagenet-r"]
+    assert [b["file"] for b in record["undecodable"]] == [rel]
+    assert "undecodable" in capsys.readouterr().err
+    assert not main_ok(["verify", "--data", str(dst)])
+    with pytest.raises(ImnetError, match=rf"{victim.rsplit('/', 1)[1]}"):
+        build_eval_loader(dst, "imagenet-r", crop_size=16, resize_size=18, mean=(0.5,) * 3, std=(0.5,) * 3,
+                          loader="torch", workers=0)
+    with build_eval_loader(dst, "imagenet-r", crop_size=16, resize_size=18, mean=(0.5,) * 3, std=(0.5,) * 3,
+                           loader="torch", workers=0, skip_bad=True) as loader:
+        assert sum(batch.images.shape[0] for batch in loader) == len(fake.members["imagenet-r"]) - 1
+
+
+def test_imnet_fake_writes_the_eval_sets(tmp_path, capsys):
+    assert main_ok(["fake", "--out", str(tmp_path), "--classes", "3", "--train-per-class", "1", "--val", "3",
+                    "--image-size", "16", "16", "--eval-sets", "a,sketch", "--eval-per-class", "1"])
+    assert "wrote imagenet-a.tar, ImageNet-Sketch.zip" in capsys.readouterr().out
+    listed = (tmp_path / "checksums.md5").read_text()
+    for name in ("imagenet-a.tar", "ImageNet-Sketch.zip", "ILSVRC2012_img_val.tar"):
+        digest = hashlib.md5((tmp_path / name).read_bytes()).hexdigest()
+        assert f"{digest}  {name}\n" in listed
