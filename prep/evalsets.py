@@ -181,11 +181,12 @@ def _layout_hint(spec: EvalSetSpec) -> str:
     return f"{spec.title}'s layout is {spec.roots[0]}/{folder}/<image>{extras}"
 
 
-def place_member(spec: EvalSetSpec, name: str, is_dir: bool, wnids: list[str], archive: Path
-                 ) -> tuple[str, str] | None:
+def place_member(spec: EvalSetSpec, name: str, is_dir: bool, wnids: list[str], archive: Path,
+                 known: set[str] | frozenset[str] | None = None) -> tuple[str, str] | None:
     """Where a member goes in the tree: ``(wnid, file name)`` for an image, None for what is skipped
     (folders, the README). ImageNetV2's folder ``i`` is the tree's class ``i`` (``wnids`` in class
-    index order). A member outside the publisher's layout is refused, naming it."""
+    index order; ``known``: the same wnids as a set, when the caller has one). A member outside the
+    publisher's layout is refused, naming it."""
     parts = name.split("/")
     refuse = f"{archive}: unexpected member {name!r} ({_layout_hint(spec)}); refusing it"
     if not parts[0] or parts[0] not in spec.roots or len(parts) > 3:
@@ -211,7 +212,7 @@ def place_member(spec: EvalSetSpec, name: str, is_dir: bool, wnids: list[str], a
         if not WNID.match(folder):
             raise ImnetError(f"{archive}: member {name!r}: folder {folder!r} is not a wnid ({_layout_hint(spec)}); "
                              f"refusing it")
-        if folder not in _wnid_positions(tuple(wnids)):
+        if folder not in (known if known is not None else set(wnids)):
             raise ImnetError(f"{archive}: member {name!r}: class {folder} is not one of the tree's {len(wnids)} "
                              f"classes (meta/classes.tsv); archive and tree do not belong together")
         wnid = folder
@@ -223,17 +224,6 @@ def place_member(spec: EvalSetSpec, name: str, is_dir: bool, wnids: list[str], a
         raise ImnetError(f"{archive}: member {name!r}: {parts[2]!r} is not an image file name of {spec.title} "
                          f"(expected {spec.image.pattern}); refusing it")
     return wnid, parts[2]
-
-
-_POSITIONS: dict[tuple[str, ...], dict[str, int]] = {}
-
-
-def _wnid_positions(wnids: tuple[str, ...]) -> dict[str, int]:
-    found = _POSITIONS.get(wnids)
-    if found is None:
-        _POSITIONS.clear()
-        found = _POSITIONS[wnids] = {w: i for i, w in enumerate(wnids)}
-    return found
 
 
 # --- the 1000 classes -----------------------------------------------------------------------------------
@@ -404,6 +394,7 @@ def prepare_set(spec: EvalSetSpec, archive: Path, md5: str | None, md5_from: str
     journal = open_journal(layout, name, _archive_identity(archive, md5))
     split_dir = layout.split_dir(name)
     wnids = [c.wnid for c in classes]
+    known = frozenset(wnids)
     official = md5 is not None and md5 == published_facts(name).get("md5")
     bar = tqdm(total=archive.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024, desc=f"prep {name}",
                file=sys.stderr, disable=not progress, dynamic_ncols=True)
@@ -428,7 +419,7 @@ def prepare_set(spec: EvalSetSpec, archive: Path, md5: str | None, md5_from: str
         with HashingReader(archive, on_read=bar.update, threaded=True, sha256=True) as reader:
             workers.reader = None  # whole members travel by pipe: no shared buffer to guard
             for member, is_dir, data in iter_members(spec, reader, archive):
-                placed = place_member(spec, member, is_dir, wnids, archive)
+                placed = place_member(spec, member, is_dir, wnids, archive, known)
                 if placed is None:
                     continue
                 rel = f"{placed[0]}/{placed[1]}"
