@@ -4,7 +4,8 @@ One short module per step of the data's journey: ``checksum`` (md5sum lists, has
 ``stream`` (safe streaming tar reading), ``devkit`` (meta.mat and ground truth), ``quirks``
 (repairs by content), ``extract`` (the workers' unit of work), ``layout`` (the tree, atomic writes,
 disk checks), ``manifests`` (classes.tsv, file lists, shipped data), ``verify`` and ``pipeline``
-(``prepare``, which composes them).
+(``prepare``, which composes them); ``sets`` (the eval sets' facts) and ``evalsets`` (preparing
+ImageNetV2, ImageNet-A, -R and -Sketch beside val with the same machinery).
 """
 from imnet.prep.pipeline import format_summary, prepare
 from imnet.prep.verify import VerifyReport, verify_tree
