@@ -123,10 +123,15 @@ def fake(out, classes, train_per_class, val, image_size, seed, no_quirks) -> Non
               help="Shell-style pattern of model names, e.g. 'vanillanet_*'.")
 @click.option("--check", is_flag=True,
               help="Measure every model with published figures and compare: params at the printed "
-                   "precision, MACs within 2%; exit 1 naming each model that differs unexplained.")
+                   "precision, MACs within 2%; and (the 'function' column) compare what each model with "
+                   "a reference computes with it (torch-resnet, torchvision, timm, bsconv, recordings of "
+                   "the original code); exit 1 naming each model that differs unexplained.")
+@click.option("--no-function", is_flag=True,
+              help="With --check: skip the function comparisons (they run each model on the CPU; "
+                   "minutes for the whole zoo).")
 @click.option("--no-measure", is_flag=True, help="List configs only; skip measuring params and GMACs.")
 @click.pass_context
-def zoo(ctx: click.Context, fmt: str, pattern: str, check: bool, no_measure: bool) -> None:
+def zoo(ctx: click.Context, fmt: str, pattern: str, check: bool, no_function: bool, no_measure: bool) -> None:
     """Every zoo model: family, source, measured params and GMACs, published params/FLOPs/top-1/top-5/
     ReaL, and where its weights resolve locally ('-' when they do not)."""
     from imnet.zoo import list_models
@@ -135,7 +140,7 @@ def zoo(ctx: click.Context, fmt: str, pattern: str, check: bool, no_measure: boo
     if not list_models(pattern):
         raise ImnetError(f"no zoo model matches {pattern!r}; `imnet zoo` lists them all")
     if check:
-        results = check_models(pattern)
+        results = check_models(pattern, function=not no_function)
         click.echo(format_check(results), nl=False)
         if any(r.status == "failed" for r in results):
             ctx.exit(1)

@@ -16,7 +16,7 @@ from imnet.zoo.registry import (
     register_model,
 )
 
-_MACHINERY = {"registry", "weights", "measure", "table"}
+_MACHINERY = {"registry", "weights", "measure", "table", "fidelity"}
 for _mod in pkgutil.iter_modules(__path__):
     if not _mod.name.startswith("_") and _mod.name not in _MACHINERY:
         importlib.import_module(f"{__name__}.{_mod.name}")

@@ -77,6 +77,10 @@ class ModelConfig:
     weights: WeightsSource | None = None
     # Maps a foreign checkpoint's state_dict onto this model's keys (timm's checkpoint_filter_fn).
     checkpoint_filter: Callable[[dict, nn.Module], dict] | None = None
+    # How this model's function relates to the original code it reproduces, where they are not
+    # line for line the same (a decision on the original's dead or inconsistent code); shown by
+    # ``imnet zoo --check`` beside the function comparison (imnet.zoo.fidelity).
+    function_note: str = ""
 
     def with_overrides(self, **changes) -> "ModelConfig":
         """A copy with some fields replaced (e.g. ``input_size`` from ``--img-size``)."""
