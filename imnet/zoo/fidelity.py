@@ -66,7 +66,7 @@ def seeded_tensor(key: str, shape: Sequence[int], siblings: Iterable[str] = (), 
     else:
         fan_in = max(1, math.prod(shape[1:]))
         values = (2.0 * u - 1.0) * math.sqrt(3.0 / fan_in)
-    return torch.from_numpy(values.reshape(shape)).to(dtype)
+    return torch.from_numpy(values.reshape(shape).astype(np.float32)).to(dtype)
 
 
 def seeded_state_dict(shapes: Mapping[str, Sequence[int]], seed: int = BASE_SEED) -> dict[str, torch.Tensor]:
@@ -79,7 +79,29 @@ def seed_model(model: nn.Module, seed: int = BASE_SEED) -> nn.Module:
     """Load :func:`seeded_state_dict` of ``model``'s own keys into it (in place); returns it."""
     own = model.state_dict()
     values = seeded_state_dict({k: v.shape for k, v in own.items()}, seed)
-    model.load_state_dict({k: values[k].to(own[k].dtype) for k in own})
+    model.load_state_dict({k: values[k].to(own[k].dtype) for k in own}, assign=True)
+    return model
+
+
+@torch.no_grad()
+def randomize_model(model: nn.Module, seed: int = BASE_SEED) -> nn.Module:
+    """Fill ``model``'s state in place with the ranges of :func:`seeded_tensor`, from torch's generator
+    (fast; reproducible on one machine only). For comparing two models that receive the same tensors,
+    where only :func:`seed_model`'s machine-independence is not needed."""
+    generator = torch.Generator().manual_seed(seed)
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        leaf, shape = key.rsplit(".", 1)[-1], tuple(tensor.shape)
+        if leaf == "num_batches_tracked":
+            tensor.zero_()
+            continue
+        u = torch.rand(shape, generator=generator)
+        if leaf == "running_var" or (leaf == "weight" and len(shape) <= 1):
+            values = 0.5 + u
+        elif leaf in ("running_mean", "bias") or len(shape) <= 1:
+            values = (u - 0.5) * 0.2
+        else:
+            values = (2.0 * u - 1.0) * math.sqrt(3.0 / max(1, math.prod(shape[1:])))
+        tensor.data.copy_(values)
     return model
 
 
@@ -476,7 +498,8 @@ def _load_into(model: nn.Module, state_dict: dict, name: str) -> str:
     wrong = [k for k in own if tuple(own[k].shape) != tuple(state_dict[k].shape)]
     if wrong:
         return f"shape of {wrong[0]}: {tuple(state_dict[wrong[0]].shape)}, {name} has {tuple(own[wrong[0]].shape)}"
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state_dict.items()})
+    # assign: the tensors become the model's (no copy; the weights of a check are not trained)
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state_dict.items()}, assign=True)
     return ""
 
 
@@ -507,13 +530,13 @@ def check_package_reference(name: str, reference: Reference) -> FunctionCheck:
                                  f"{reference.requires} is not installed (pip install 'imnet[test]')")
     config = get_config(name)
     classes = reference.num_classes or config.num_classes
-    ref = seed_model(_materialize(lambda: reference.build(classes))).eval()
+    ref = randomize_model(_materialize(lambda: reference.build(classes))).eval()
     model = _materialize(lambda: create_model(name, num_classes=classes, **dict(reference.zoo_kwargs))).eval()
     to_zoo = reference.to_zoo or config.checkpoint_filter or (lambda sd, m: sd)
     problem = _load_into(model, to_zoo(ref.state_dict(), model), name)
     if problem:
         return _differs(name, reference.label, problem)
-    x = seeded_input((2, *reference.input_size))
+    x = seeded_input((1, *reference.input_size))
     with torch.no_grad():
         expected, got = ref(x), model(x)
         if not torch.isfinite(expected).all():
@@ -550,11 +573,13 @@ def _forward_for(output: str) -> Callable[[nn.Module, torch.Tensor], torch.Tenso
     return None
 
 
-def check_recording(key: str, recording: Mapping[str, Any], structure: bool = True) -> FunctionCheck:
-    """Compare zoo model ``recording["zoo"]`` with a recording of its original: the trace (every
-    conv in order, the activations, the classifier's input), then a state_dict with the original's key
-    names and shapes (seeded) loaded through the config's ``checkpoint_filter`` (strictly: the filter
-    must drop the original's dead keys) and the output's fingerprint on the recorded input."""
+def check_recording(key: str, recording: Mapping[str, Any], structure: bool = True,
+                    numbers: bool = True) -> FunctionCheck:
+    """Compare zoo model ``recording["zoo"]`` with a recording of its original: with ``structure``
+    the trace (every conv in order, the activations, the classifier's input); then a state_dict with
+    the original's key names and shapes loaded through the config's ``checkpoint_filter`` (strictly:
+    the filter must drop the original's dead keys), with ``numbers`` seeded and run on the recorded
+    input (on the CPU), the output's fingerprint compared with the original's."""
     from imnet.zoo.registry import create_model, get_config
 
     name = recording["zoo"]
@@ -577,9 +602,17 @@ def check_recording(key: str, recording: Mapping[str, Any], structure: bool = Tr
             return _differs(name, label, f"activations {trace.activations}, the original uses {expected_acts}")
         if output == "logits" and trace.classifier != recording["classifier"]:
             return _differs(name, label, f"classifier {trace.classifier!r}, the original's {recording['classifier']!r}")
+    to_zoo = config.checkpoint_filter or (lambda sd, m: sd)
+    if not numbers:  # the key layout only, on the meta device
+        with torch.device("meta"):
+            model = create_model(name, num_classes=classes, **kwargs)
+            state = {k: torch.empty(s) for k, s in recorded_state_shapes(recording).items()}
+        problem = _load_into(model, to_zoo(state, model), name)
+        if problem:
+            return _differs(name, label, problem)
+        return FunctionCheck(name, label, "same", "structure and key layout (output not computed)")
     model = _materialize(lambda: create_model(name, num_classes=classes, **kwargs)).eval()
     state = seeded_state_dict(recorded_state_shapes(recording))
-    to_zoo = config.checkpoint_filter or (lambda sd, m: sd)
     problem = _load_into(model, to_zoo(state, model), name)
     if problem:
         return _differs(name, label, problem)
