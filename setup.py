@@ -26,6 +26,7 @@ setup(
         "torch>=2.4",
         "torchvision>=0.19",
         "timm>=1.0",
+        "huggingface_hub>=1.0",  # hf_hub_download and the resumable http_get behind `imnet weights`
         "nvidia-dali-cuda130",
         "numpy",
         "scipy",

@@ -5,7 +5,7 @@
   ``ToTensor``/``Normalize`` in a ``DataLoader``, model forward, top-k per batch),
 
 for each model and crop count, measured interleaved in the same run (median of ``--repeats``), in
-steady state (from the first batch's arrival on, so start-up is left out of both loops). The
+steady state (after the first batch's forward pass, so start-up is left out of both loops). The
 data are generated JPEGs of ImageNet's typical size (500x375 by default, ``imnet.testing``); the
 weights are random (speed does not depend on them). Goals: on CPU, imnet eval >= 1.2x the timm-style
 loop; on a GPU, imnet eval >= 0.9x the pure forward throughput.
@@ -28,8 +28,8 @@ import torchvision.datasets as tvd
 import torchvision.transforms as T
 from torch.utils.data import DataLoader
 
-from imnet.data import build_eval_loader, eval_resize_size
-from imnet.eval.runner import AMP_DTYPES, run_forward
+from imnet.data import build_eval_loader, eval_resize_size, loader_resources
+from imnet.eval.runner import AMP_DTYPES, numerics, run_forward
 from imnet.testing import prepared_tree
 from imnet.zoo import create_model, get_config
 
@@ -65,42 +65,45 @@ def pure_forward(model, device: str, batch: int, crops: int, size: int, amp: str
 
 
 class SteadyClock:
-    """Wraps a loader and notes when its first batch arrives, so a loop's steady-state speed leaves
-    out the start-up (workers forking, DALI building its pipeline), which a 50,000-image eval pays
-    once but a benchmark of a few batches would mostly measure. Every image counts, the first
-    batch's too: its forward pass runs after the clock starts."""
+    """Wraps a loader and notes when the consumer asks for its second batch, i.e. when the first
+    batch's forward pass is done (timm's loop syncs on .item(), imnet's on the first batch), so a
+    loop's steady-state speed leaves out the start-up (workers forking, DALI building its pipeline,
+    the first decode, cuDNN autotuning), which a 50,000-image eval pays once but a benchmark of a
+    few batches would mostly measure. The same rule as ``imnet eval``'s ``images_per_sec``."""
 
     def __init__(self, loader) -> None:
         self.loader = loader
         self.first_at: float | None = None
+        self.first_images = 0
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self):
-        for batch in self.loader:
-            if self.first_at is None:
-                self.first_at = time.perf_counter()
+        for number, batch in enumerate(self.loader):
             yield batch
+            if number == 0:
+                self.first_at = time.perf_counter()
+                self.first_images = len(batch[1]) if isinstance(batch, (tuple, list)) else len(batch.labels)
 
     def rate(self, images: int, end: float) -> float:
-        """Images/s from the first batch's arrival to ``end``."""
-        return images / (end - self.first_at)
+        """Images/s after the first batch, to ``end`` (nan with a single batch: no steady state)."""
+        if self.first_at is None or images <= self.first_images:
+            return float("nan")
+        return (images - self.first_images) / (end - self.first_at)
 
 
 def imnet_eval(model, data: Path, cfg: dict, crops: int, args) -> float:
     """Steady images/s of imnet eval's own loop (:func:`imnet.eval.runner.run_forward`) over the
     imnet loader."""
     loader = build_eval_loader(data, "val", crops=crops, batch_size=args.batch_size, workers=args.workers,
-                               loader=args.loader, device=args.device, **cfg)
-    clock = SteadyClock(loader)
+                               loader=args.loader, device=args.device, channels_last=args.channels_last, **cfg)
     try:
-        indices, _, _, _ = run_forward(model, clock, [crops], args.device, args.amp, args.channels_last,
-                                       progress=False)
-        end = time.perf_counter()  # run_forward synchronizes the device before returning
+        _, _, _, timing = run_forward(model, loader, [crops], args.device, args.amp, args.channels_last,
+                                      progress=False, num_classes=8)
     finally:
         loader.close()
-    return clock.rate(len(indices), end)
+    return timing.steady_images / timing.steady_s if timing.steady_images else float("nan")
 
 
 def _ten_crop_tensor(normalize):
@@ -143,6 +146,10 @@ def timm_style(model, data: Path, cfg: dict, crops: int, args) -> float:
     return loader.rate(n, time.perf_counter())
 
 
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and a == a and b == b else float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="resnet50,mobilenet_v3_small", help="comma-separated zoo names")
@@ -151,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images-10crop", type=int, default=16, help="val images per 5/10-crop measurement")
     parser.add_argument("--image-size", default="500x375", help="generated JPEG size WxH (ImageNet's typical)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="loader workers / DALI threads (both loops)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="loader workers / DALI threads of both loops [default: imnet's per-rank default, "
+                             "`imnet info`]")
     parser.add_argument("--loader", default="auto", choices=["auto", "dali", "torch"], help="imnet's loader")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
@@ -160,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timm-channels-last", action="store_true",
                         help="the timm-style loop in channels_last too (timm validate.py's default is NCHW)")
     parser.add_argument("--repeats", type=int, default=3, help="measurements per figure (median)")
+    parser.add_argument("--result-lines", action="store_true",
+                        help="also print RESULT lines (eval_vs_forward.<model>.<crops>crop ...) for benchmarks/gpu.sh")
     args = parser.parse_args(argv)
+    if args.workers is None:
+        args.workers = loader_resources().threads("torch")
 
     width, height = (int(v) for v in args.image_size.split("x"))
     print(f"# imnet eval benchmark: device={args.device} amp={args.amp} channels_last={args.channels_last} "
@@ -168,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
           f"batch={args.batch_size} workers={args.workers} loader={args.loader} "
           f"images={args.images}/{args.images_10crop} of {width}x{height} repeats={args.repeats} "
           f"torch threads={torch.get_num_threads()}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, numerics(args.device, tf32=False):
         trees = {}
         for crops in args.crops:
             count = args.images if crops == 1 else args.images_10crop
@@ -206,7 +219,12 @@ def main(argv: list[str] | None = None) -> int:
                           file=sys.stderr)
                 med = {k: statistics.median(v) for k, v in figures.items()}
                 print(f"| {name} | {crops} | {size} | {med['eval']:.3g} | {med['forward']:.3g} | {med['timm']:.3g} "
-                      f"| {med['eval'] / med['forward']:.2f}x | {med['eval'] / med['timm']:.2f}x |", flush=True)
+                      f"| {_ratio(med['eval'], med['forward']):.2f}x | {_ratio(med['eval'], med['timm']):.2f}x |",
+                      flush=True)
+                if args.result_lines:
+                    for what, base in (("forward", "pure forward"), ("timm", "timm-style loop")):
+                        print(f"RESULT eval_vs_{what}.{name}.{crops}crop {_ratio(med['eval'], med[what]):.4g} x "
+                              f"imnet eval {med['eval']:.4g} img/s vs {base} {med[what]:.4g}", flush=True)
     return 0
 
 

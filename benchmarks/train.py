@@ -45,7 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-per-class", type=int, default=64, help="train images per class")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (per process)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per method (the first is warm-up)")
-    parser.add_argument("--workers", type=int, default=None, help="loader workers/threads (default: CPU count)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="loader workers/threads (default: imnet's per-rank default, `imnet info`)")
     parser.add_argument("--loader", default="auto", choices=["auto", "dali", "torch"], help="imnet's loader")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")

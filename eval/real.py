@@ -71,3 +71,66 @@ def find_real_labels(data: Path | None, src: Path | None = None) -> Path:
     looked = ", ".join(str(c) for c in candidates) or "nowhere (give --data or --src)"
     raise ImnetError(f"--real-labels: no {REAL_FILE_NAME} found; looked at {looked}. "
                      "Give the file: --real-labels PATH")
+
+
+# --- the official file (google-research/reassessed-imagenet) ----------------------------------------
+
+REAL_URL = "https://raw.githubusercontent.com/google-research/reassessed-imagenet/master/real.json"
+REAL_MD5 = "c03b536b209b127cb61430fd1ce950d5"
+REAL_SIZE = 388_478  # bytes; 50,000 entries, 3,163 of them empty
+
+
+def official_real_path() -> Path:
+    """Where the official ``real.json`` is kept once fetched: beside the official weights, in
+    ``torch.hub.get_dir()/checkpoints/real.json`` (``$TORCH_HOME`` moves it)."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / REAL_FILE_NAME
+
+
+def fetch_real_labels(url: str = REAL_URL, md5: str = REAL_MD5, size: int | None = REAL_SIZE,
+                      target: Path | None = None, progress: bool = True, echo=None) -> Path:
+    """The official ReaL file, verified: ``target`` (default :func:`official_real_path`) when it is
+    there with the right MD5 (a bad one is deleted and fetched again), else fetched from ``url``, or
+    from ``$IMNET_WEIGHTS_MIRROR/real.json`` when the mirror is set, and checked against ``md5`` and
+    ``size`` before it gets its name. :class:`ImnetError` saying why when it cannot be had (offline,
+    not on the mirror, HTTP error, checksum mismatch: the download is then deleted)."""
+    from imnet.download import (DownloadError, Expected, check_file, fetch_to, mirror, mirror_is_url,
+                                mirror_location, offline_reason)
+
+    target = Path(target) if target is not None else official_real_path()
+    expected = Expected(md5=md5, size=size)
+    if target.is_file():
+        problem = check_file(target, expected)
+        if problem is None:
+            return target
+        target.unlink()  # never scored against a file that is not the official one
+        if echo is not None:
+            echo(f"imnet: {target}: {problem}; deleted, fetching it again")
+    value = mirror()
+    location = mirror_location(value, REAL_FILE_NAME) if value is not None else url
+    reason = offline_reason()
+    if reason is not None and (value is None or mirror_is_url(value)):
+        raise ImnetError(f"--real-labels: no {REAL_FILE_NAME} found and network access is off ({reason}); "
+                         f"put the official file at {target} or give --real-labels PATH")
+    if echo is not None:
+        echo(f"imnet: fetching ReaL labels: {location}")
+    try:
+        return fetch_to(location, target, expected, progress=progress, echo=echo)
+    except DownloadError as err:
+        raise ImnetError(f"--real-labels: could not fetch the official {REAL_FILE_NAME} ({err}); "
+                         "give the file with --real-labels PATH") from None
+
+
+def find_or_fetch_real_labels(data: Path | None, src: Path | None = None, progress: bool = True,
+                              echo=None) -> Path:
+    """``--real-labels`` without a path: a ``real.json`` in ``data`` or ``src``
+    (:func:`find_real_labels`), else the official file, fetched into the cache and verified
+    (:func:`fetch_real_labels`)."""
+    try:
+        return find_real_labels(data, src)
+    except ImnetError:
+        try:
+            return fetch_real_labels(progress=progress, echo=echo)
+        except ImnetError as err:
+            raise ImnetError(f"{err} (no {REAL_FILE_NAME} in --data or --src either)") from None

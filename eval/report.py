@@ -26,9 +26,10 @@ from imnet.eval.store import ModelPredictions, read_store
 @dataclass
 class ResultRow:
     """One model at one crop count. Accuracies in percent; ``param_count`` in millions, ``gmacs`` per
-    crop at ``img_size``; ``images_per_sec`` is the speed of the forward pass that produced the row
-    (a 10-crop pass, ``pass_crops``=10, also gives the 1- and 5-crop rows); ``partial`` when
-    ``--limit`` or skipped images left part of the split out."""
+    crop at ``img_size``; ``images_per_sec`` is the steady-state speed of the forward pass that
+    produced the row (a 10-crop pass, ``pass_crops``=10, also gives the 1- and 5-crop rows), after its
+    ``startup_s``; ``partial`` when ``--limit`` or skipped images left part of the split out;
+    ``compiled``: what ``--compile`` really ran ("compiled", "partly", "eager"; "" without it)."""
 
     model: str
     top1: float | None
@@ -54,6 +55,9 @@ class ResultRow:
     published_top1: float | None = None
     published_top5: float | None = None
     published_real_top1: float | None = None
+    published_source: str = ""  # where the published figures come from (see _published)
+    startup_s: float | None = None
+    compiled: str = ""
 
 
 @dataclass
@@ -62,6 +66,7 @@ class Skipped:
 
     model: str
     reason: str
+    kind: str = ""  # a short group label for summaries ("fetch failed: not found (HTTP 404)", ...)
 
 
 COLUMNS = [f.name for f in fields(ResultRow)]
@@ -71,14 +76,31 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _published(name: str) -> tuple[float | None, float | None, float | None]:
+def _published(preds: ModelPredictions) -> tuple[float | None, float | None, float | None, str, object]:
+    """(top1, top5, ReaL top1, source, figures) to print beside a stored model: the figures its
+    source publishes for the official weights file when that file is what was evaluated
+    (``config.weights.figures``, with its own eval config in ``figures``), else the architecture's
+    published figures (``config.published``; ``figures`` None)."""
     try:
         from imnet.zoo import get_config
+        from imnet.zoo.weights import is_official_file
 
-        pub = get_config(name).published
+        config = get_config(preds.name)
     except ImnetError:  # not a zoo name (e.g. a training run's directory)
-        return None, None, None
-    return pub.top1, pub.top5, pub.real_top1
+        return None, None, None, "", None
+    fig = config.weights.figures if config.weights is not None else None
+    weights = preds.info.get("weights")
+    if fig is not None and weights and is_official_file(config, weights):
+        return fig.top1, fig.top5, fig.real_top1, fig.source, fig
+    pub = config.published
+    return pub.top1, pub.top5, pub.real_top1, pub.note, None
+
+
+def _compiled(record) -> str:
+    """The ``compiled`` column from a stored ``compile`` record (older stores: a bool)."""
+    if isinstance(record, dict):
+        return record.get("ran", "") if record.get("requested") else ""
+    return "requested" if record else ""
 
 
 def rows_for_model(preds: ModelPredictions, real_labels: list[list[int]] | None = None) -> list[ResultRow]:
@@ -91,14 +113,18 @@ def rows_for_model(preds: ModelPredictions, real_labels: list[list[int]] | None 
     real_rows = None
     if real_labels is not None:
         real_rows = [real_labels[int(i)] for i in preds.indices]
-    pub_top1, pub_top5, pub_real = _published(preds.name)
+    pub_top1, pub_top5, pub_real, pub_source, figures = _published(preds)
     rows = []
     for crops, logits in sorted(preds.logits.items()):
         scores = torch.from_numpy(logits)
         acc = topk_accuracy(scores, labels)
         real = real_accuracy(scores, real_rows) if real_rows is not None else None
-        # Published figures are for the model's own 1-crop eval config; beside other rows they mislead.
+        # Published figures are for one 1-crop eval config; beside other rows they mislead.
         comparable = crops == 1 and not cfg.get("overridden", False)
+        if figures is not None:
+            comparable = comparable and figures.matches(int(cfg.get("crop_size", 0)),
+                                                        float(cfg.get("crop_pct", 0.0)),
+                                                        str(cfg.get("interpolation", "")))
         rows.append(ResultRow(
             model=preds.name,
             top1=_round(acc.top1), top1_err=_round(None if acc.top1 is None else 100 - acc.top1),
@@ -115,6 +141,9 @@ def rows_for_model(preds: ModelPredictions, real_labels: list[list[int]] | None 
             published_top1=pub_top1 if comparable else None,
             published_top5=pub_top5 if comparable else None,
             published_real_top1=pub_real if comparable else None,
+            published_source=pub_source if comparable else "",
+            startup_s=_round(info.get("startup_s"), 2),
+            compiled=_compiled(info.get("compile")),
         ))
     return rows
 
@@ -192,6 +221,9 @@ def results_markdown(rows: list[ResultRow], skipped: list[Skipped] = ()) -> str:
     text += ("\nPublished figures are the source's 1-crop numbers at the model's own eval config; "
              "Δ = measured − published. img/s is the speed of the pass that produced the row "
              "(1- and 5-crop rows of a 10-crop pass share its speed).\n")
+    sources = {r.model: r.published_source for r in rows if r.published_source}
+    if sources:
+        text += "\nPublished figures from: " + "; ".join(f"{m}: {src}" for m, src in sources.items()) + ".\n"
     if any(r.partial for r in rows):
         text += "\n**Partial**: rows marked (partial) cover only part of the split (`--limit` or skipped images).\n"
     if skipped:
@@ -254,7 +286,8 @@ def write_reports(rows: list[ResultRow], out: Path, skipped: list[Skipped] = (),
     files = ReportFiles(out / "results.csv", out / "results.json", out / "results.md",
                         out / "accuracy_vs_speed.png")
     _atomic_write_text(files.csv, results_csv(rows))
-    payload = {"results": [asdict(r) for r in rows], "skipped": [asdict(s) for s in skipped],
+    payload = {"results": [asdict(r) for r in rows],
+               "skipped": [{k: v for k, v in asdict(s).items() if v or k != "kind"} for s in skipped],
                "partial": any(r.partial for r in rows), **(extra or {})}
     _atomic_write_text(files.json, json.dumps(payload, indent=2) + "\n")
     _atomic_write_text(files.markdown, results_markdown(rows, skipped))

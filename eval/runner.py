@@ -5,6 +5,21 @@ override and are recorded), let the loader decode each image once and cut the cr
 (1, 5 or 10; see :mod:`imnet.eval.crops`), run the forward pass (AMP, channels_last, torch.compile
 optional), gather the scores of every rank on rank 0 in val order and write the model to the store
 atomically. The results tables are then computed from the store alone (:mod:`imnet.eval.report`).
+
+What each model's record says about how it ran (``info`` in the store):
+
+* ``images_per_sec``: steady state, from the end of the first batch's forward pass (the loader's
+  start, the first decode, cuDNN's autotuning and compilation all come before) to the end;
+  ``startup_s`` is that first stretch, ``images_per_sec_with_startup`` the whole pass. Across ranks:
+  the images of all ranks over the slowest rank's time.
+* ``compile``: with ``--compile``, dynamo's caches are reset before each model (models of one class
+  share a ``forward`` code object, and its recompile limit would silently leave later models eager)
+  and the last partial batch is padded to the full batch (one shape, one graph; padded outputs are
+  dropped). What dynamo really did is recorded: frames seen and compiled, graphs, and ``ran``
+  ("compiled", "partly" when some frames fell back to eager, or "eager").
+* ``cudnn_benchmark`` (on for CUDA: shapes are fixed within a model) and ``tf32`` (``--tf32``; off by
+  default, so ``--amp off`` is true float32 on Ampere and later GPUs too: torch's own default
+  computes cuDNN convolutions in TF32).
 """
 from __future__ import annotations
 
@@ -14,6 +29,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -28,6 +44,7 @@ from imnet.eval.store import (ModelPredictions, is_finished, read_model, remove_
                               write_model)
 
 STORE_NAME = "predictions.h5"
+STORE_WAIT = timedelta(hours=2)
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -40,7 +57,9 @@ class EvalOptions:
     ``imnet train`` run directory. ``real_labels``: the ReaL file to score against (already found).
     ``device``: "auto" (CUDA when present), "cpu", "cuda". ``amp``: "bf16", "fp16" or "off".
     ``channels_last`` (default on): measured 1.2-1.5x faster forward on a 2-core CPU for resnet50
-    and mobilenet_v3_small (benchmarks/RESULTS.md); the memory format does not change the maths."""
+    and mobilenet_v3_small (benchmarks/RESULTS.md); the memory format does not change the maths; the
+    loader delivers that layout. ``compile_backend``: torch.compile's backend ("inductor"; "eager"
+    traces without code generation). ``tf32``: TensorFloat-32 matmuls and convolutions on CUDA."""
 
     data: Path
     out: Path
@@ -55,6 +74,8 @@ class EvalOptions:
     amp: str = "off"
     channels_last: bool = True  # faster on CPU (oneDNN) and GPU (cuDNN); same predictions
     compile: bool = False
+    compile_backend: str = "inductor"
+    tf32: bool = False
     limit: int | None = None
     img_size: int | None = None
     crop_pct: float | None = None
@@ -74,6 +95,7 @@ class EvalSummary:
     skipped: list[Skipped]
     store: Path
     reports: ReportFiles | None
+    fetched: list[str] = field(default_factory=list)  # models whose official weights were fetched now
 
 
 @dataclass(frozen=True)
@@ -83,6 +105,7 @@ class ModelPlan:
     name: str
     weights: Path
     where: str
+    fetched: bool = False  # its official weights were downloaded for this run
 
 
 # --- choosing the models --------------------------------------------------------------------------
@@ -95,15 +118,20 @@ def _run_arch(run_dir: Path) -> str | None:
     return record.get("arch") if isinstance(record, dict) else None
 
 
-def plan_models(archs: list[str], weights: Path | None) -> tuple[list[ModelPlan], list[Skipped]]:
+def plan_models(archs: list[str], weights: Path | None, fetch: bool = False, num_classes: int | None = None
+                ) -> tuple[list[ModelPlan], list[Skipped]]:
     """Which models to evaluate with which weights, and which to skip with the reason.
 
     ``archs`` are names (``timm/...`` pass-throughs too) or shell patterns over the zoo; none means
-    the whole zoo, or the run's arch when ``weights`` is a training run directory. ``weights``
-    may be a file (exactly one model), a directory of ``<name>.pth`` or a run directory; without it
-    each model's weights are looked for where :func:`imnet.zoo.weights.resolve_weights` looks."""
-    from imnet.zoo import list_models
-    from imnet.zoo.weights import resolve_weights
+    every zoo model with official weights or weights found locally (:func:`default_models`), or the
+    run's arch when ``weights`` is a training run directory. ``weights`` may be a file (exactly one
+    model), a directory of ``<name>.pth`` or a run directory; without it each model's weights are
+    looked for where :func:`imnet.zoo.weights.resolve_weights` looks and, with ``fetch``, official
+    weights not cached are fetched (:func:`imnet.zoo.weights.resolve_or_fetch`), unless they
+    classify another number of classes than ``num_classes`` (the tree's; they could not be evaluated
+    on it); a failed fetch skips the model with its reason."""
+    from imnet.zoo import get_config, list_models
+    from imnet.zoo.weights import resolve_or_fetch
 
     run_arch = _run_arch(weights) if weights is not None and weights.is_dir() else None
     names: list[str] = []
@@ -113,7 +141,7 @@ def plan_models(archs: list[str], weights: Path | None) -> tuple[list[ModelPlan]
             raise ImnetError(f"--arch {arch!r} matches no zoo model; `imnet zoo` lists them")
         names += [n for n in matched if n not in names]
     if not names:
-        names = [run_arch] if run_arch else list_models("*")
+        names = [run_arch] if run_arch else default_models()
     if weights is not None and not weights.exists():
         raise ImnetError(f"{weights}: weights file or directory not found")
     if weights is not None and weights.is_file() and len(names) != 1:
@@ -126,16 +154,38 @@ def plan_models(archs: list[str], weights: Path | None) -> tuple[list[ModelPlan]
             candidates = [weights / f"{name.replace('/', '--')}{s}" for s in (".pth", ".safetensors")]
             given = next((c for c in candidates if c.is_file()), None)
             if given is None:
-                skipped.append(Skipped(name, f"no weights found; looked for {candidates[0]}"))
+                skipped.append(Skipped(name, f"no weights found; looked for {candidates[0]}",
+                                       kind="not in the --weights folder"))
                 continue
         if run_arch is not None and name != run_arch:
             raise ImnetError(f"{weights / 'run.json'}: the run trained {run_arch!r}, not {name!r}")
-        path, where = resolve_weights(name, given)
-        if path is None:
-            skipped.append(Skipped(name, where))
+        found = resolve_or_fetch(name, given, fetch=fetch and given is None and _fits(name, num_classes))
+        if found.path is None and found.kind == "not cached" and fetch and not _fits(name, num_classes):
+            classes = get_config(name).num_classes
+            skipped.append(Skipped(name, f"its official weights classify {classes} classes, the tree has "
+                                         f"{num_classes}; not fetched", kind=f"official weights classify {classes} classes"))
+        elif found.path is None:
+            skipped.append(Skipped(name, found.where, kind=found.kind))
         else:
-            plans.append(ModelPlan(name, path, where))
+            plans.append(ModelPlan(name, found.path, found.where, found.fetched))
     return plans, skipped
+
+
+def _fits(name: str, num_classes: int | None) -> bool:
+    """Whether official weights of ``name`` could be evaluated on a tree of ``num_classes`` classes."""
+    from imnet.zoo import get_config
+
+    return num_classes is None or get_config(name).num_classes == num_classes
+
+
+def default_models() -> list[str]:
+    """What ``imnet eval`` without ``--arch`` evaluates: every zoo model with official weights, and
+    every other one whose weights resolve locally (``$IMNET_WEIGHTS``, a finished run)."""
+    from imnet.zoo import get_config, list_models
+    from imnet.zoo.weights import resolve_weights
+
+    return [n for n in list_models("*")
+            if get_config(n).weights is not None or resolve_weights(n)[0] is not None]
 
 
 # --- one model ------------------------------------------------------------------------------------
@@ -228,48 +278,144 @@ def _device_name(device: str) -> str:
     return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
 
 
+@dataclass
+class PassTiming:
+    """One rank's forward pass: ``images`` scored in ``seconds`` (loader start to the last batch
+    done); ``startup_s`` until the first batch's forward was done (None when the shard was empty),
+    and the ``steady_images`` after it in ``steady_s``."""
+
+    images: int = 0
+    seconds: float = 0.0
+    startup_s: float | None = None
+    steady_images: int = 0
+    steady_s: float = 0.0
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
 def run_forward(model: torch.nn.Module, loader, crop_counts: list[int], device: str, amp: str = "off",
-                channels_last: bool = False, progress: bool = True, desc: str = ""
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+                channels_last: bool = False, progress: bool = True, desc: str = "",
+                num_classes: int | None = None, pad_to: int | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, PassTiming]:
     """Score every batch of ``loader`` with ``model``: returns ``(indices (n,), labels (n,),
-    scores (n, len(crop_counts), C) float16, seconds)`` for this rank, in loader order.
+    scores (n, len(crop_counts), C) float16, timing)`` for this rank, in loader order.
 
     Each batch is (B, K, 3, H, W); its B*K crops go through the model in one forward pass and the
-    scores of each requested crop count are cut from the same logits (:func:`crop_scores`)."""
+    scores of each requested crop count are cut from the same logits (:func:`crop_scores`). A batch
+    of fewer than ``pad_to`` images is padded with zeros to ``pad_to`` (a compiled model then sees one
+    shape) and the padding's outputs dropped. An empty shard gives ``(0, len(crop_counts),
+    num_classes)`` scores, so every rank's rows have the same trailing shape."""
     dev = torch.device(device)
     autocast = (torch.autocast(dev.type, dtype=AMP_DTYPES[amp]) if amp in AMP_DTYPES
                 else contextlib.nullcontext())
     all_indices, all_labels, all_scores = [], [], []
+    timing = PassTiming()
     start = time.perf_counter()
+    first_done = None
     with torch.inference_mode():
         for batch in tqdm(loader, desc=desc, unit="batch", file=sys.stderr, disable=not progress,
                           dynamic_ncols=True):
             images = batch.images.to(dev, non_blocking=True)
             b, k = images.shape[:2]
             x = images.reshape(b * k, *images.shape[2:])
-            if channels_last:
+            if pad_to is not None and b < pad_to:
+                x = torch.cat([x, x.new_zeros(((pad_to - b) * k, *x.shape[1:]))])
+            if channels_last:  # a no-op when the loader already delivers channels_last
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
                 logits = model(x)
-            logits = logits.float().reshape(b, k, -1)
+            logits = logits[:b * k].float().reshape(b, k, -1)
             all_scores.append(torch.stack([crop_scores(logits, c) for c in crop_counts], 1).half())
             all_indices.append(batch.indices.to(torch.int64).cpu())
             all_labels.append(batch.labels.to(torch.int64).cpu())
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    seconds = time.perf_counter() - start
+            timing.images += b
+            if first_done is None:
+                _sync(dev)
+                first_done = time.perf_counter()
+                timing.startup_s = first_done - start
+            else:
+                timing.steady_images += b
+    _sync(dev)
+    end = time.perf_counter()
+    timing.seconds = end - start
+    timing.steady_s = end - first_done if first_done is not None else 0.0
     if not all_scores:
         empty = torch.zeros(0, dtype=torch.int64)
-        return empty, empty, torch.zeros((0, len(crop_counts), 0), dtype=torch.float16), seconds
-    return torch.cat(all_indices), torch.cat(all_labels), torch.cat(all_scores).cpu(), seconds
+        scores = torch.zeros((0, len(crop_counts), num_classes or 0), dtype=torch.float16)
+        return empty, empty, scores, timing
+    return torch.cat(all_indices), torch.cat(all_labels), torch.cat(all_scores).cpu(), timing
+
+
+def speed_record(timings: list[PassTiming]) -> dict:
+    """Throughput of a pass over all ranks: steady images/s (every rank's images after its first
+    batch over the slowest rank's steady time), with start-up, and the start-up itself (slowest)."""
+    wall = max(t.seconds for t in timings)
+    steady_s = max(t.steady_s for t in timings)
+    steady_images = sum(t.steady_images for t in timings)
+    images = sum(t.images for t in timings)
+    startups = [t.startup_s for t in timings if t.startup_s is not None]
+    return {
+        "images_per_sec": steady_images / steady_s if steady_images and steady_s > 0 else None,
+        "images_per_sec_with_startup": images / wall if images and wall > 0 else None,
+        "startup_s": max(startups) if startups else None,
+        "seconds": wall,
+    }
+
+
+def _dynamo_counts() -> dict[str, int]:
+    from torch._dynamo.utils import counters
+
+    return {"frames": counters["frames"]["total"], "frames_compiled": counters["frames"]["ok"],
+            "graphs": counters["stats"]["unique_graphs"]}
+
+
+def _compile_record(options: "EvalOptions", before: dict[str, int] | None) -> dict:
+    """What torch.compile really did for one model (dynamo's counters since its reset)."""
+    if not options.compile or before is None:
+        return {"requested": False, "ran": "eager"}
+    after = _dynamo_counts()
+    done = {key: after[key] - before[key] for key in after}
+    ran = ("eager" if done["frames_compiled"] == 0 else
+           "compiled" if done["frames_compiled"] == done["frames"] else "partly")
+    return {"requested": True, "backend": options.compile_backend, **done, "ran": ran}
+
+
+@contextlib.contextmanager
+def numerics(device: str, tf32: bool):
+    """cuDNN autotuning on (CUDA), TF32 for matmuls and cuDNN as asked; yields what was set and
+    restores the previous switches afterwards. Uses the ``allow_tf32`` switches, which set cuDNN's
+    conv and RNN precision together: torch 2.14 refuses to answer ``cudnn.allow_tf32`` (which
+    inductor's conv templates ask) once conv and RNN were set apart through ``fp32_precision``."""
+    cuda = device.startswith("cuda")
+    saved = {"benchmark": torch.backends.cudnn.benchmark}
+    for name, flags in (("cudnn", torch.backends.cudnn), ("matmul", torch.backends.cuda.matmul)):
+        try:
+            saved[name] = flags.allow_tf32
+        except RuntimeError:  # someone mixed torch's two TF32 APIs before us: leave it as we find it
+            pass
+    try:
+        torch.backends.cudnn.benchmark = cuda
+        torch.backends.cudnn.allow_tf32 = bool(tf32)
+        torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+        yield {"cudnn_benchmark": cuda, "tf32": bool(tf32 and cuda)}
+    finally:
+        torch.backends.cudnn.benchmark = saved["benchmark"]
+        if "cudnn" in saved:
+            torch.backends.cudnn.allow_tf32 = saved["cudnn"]
+        if "matmul" in saved:
+            torch.backends.cuda.matmul.allow_tf32 = saved["matmul"]
 
 
 def evaluate_model(plan: ModelPlan, model: torch.nn.Module, options: EvalOptions, crop_counts: list[int],
-                   config: dict, ctx: DistContext, device: str, real_path: Path | None
-                   ) -> ModelPredictions | None:
+                   config: dict, ctx: DistContext, device: str, real_path: Path | None,
+                   switches: dict | None = None) -> ModelPredictions | None:
     """Evaluate ``model`` (built by :func:`build_model`) over this rank's shard; on rank 0 return the
     gathered predictions of the whole split (None on other ranks). ``real_path`` is checked against
-    the split size before any forward pass, so a bad ReaL file fails fast."""
+    the split size before any forward pass, so a bad ReaL file fails fast. Every image of the split
+    (of ``--limit``) must come back exactly once, scored or skipped; anything else is an error."""
     from imnet.data import build_eval_loader, read_split
     from imnet.zoo.measure import count_macs, count_params
 
@@ -285,31 +431,32 @@ def evaluate_model(plan: ModelPlan, model: torch.nn.Module, options: EvalOptions
     params = count_params(model)
     if options.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    compile_start = None
     if options.compile:
-        model = torch.compile(model)
+        torch._dynamo.reset()  # a fresh cache (and recompile budget) for every model
+        compile_start = _dynamo_counts()
+        model = torch.compile(model, backend=options.compile_backend)
     with build_eval_loader(
         Path(options.data), options.split, crop_size=config["crop_size"], resize_size=config["resize_size"],
         interpolation=config["interpolation"], mean=tuple(config["mean"]), std=tuple(config["std"]),
         crops=pass_crops(crop_counts), batch_size=options.batch_size, workers=options.workers,
         loader=options.loader, device=device, rank=ctx.rank, world_size=ctx.world_size,
-        limit=options.limit, skip_bad=options.skip_bad,
+        limit=options.limit, skip_bad=options.skip_bad, channels_last=options.channels_last,
     ) as loader:
-        indices, labels, scores, seconds = run_forward(
+        indices, labels, scores, timing = run_forward(
             model, loader, crop_counts, device, options.amp, options.channels_last, progress=ctx.is_main,
-            desc=f"eval {plan.name} ({pass_crops(crop_counts)}-crop pass)")
+            desc=f"eval {plan.name} ({pass_crops(crop_counts)}-crop pass)", num_classes=config["num_classes"],
+            pad_to=options.batch_size if options.compile else None)
+    compiled = ctx.gather_objects(_compile_record(options, compile_start))
     skipped_images = gather_objects(ctx, list(getattr(loader, "skipped", [])))
-    times = gather_objects(ctx, [seconds])
+    timings = ctx.gather_objects(timing)
     gathered = gather_rows(ctx, indices, labels, scores)
     if gathered is None:
         return None
     indices, labels, scores = gathered
     n_done = int(indices.shape[0])
-    # Ranks run concurrently: the run took as long as its slowest rank.
-    wall = max(times)
     expected = min(n_split, options.limit) if options.limit else n_split
-    if n_done + len(skipped_images) != expected:
-        raise RuntimeError(f"{plan.name}: {n_done} images scored + {len(skipped_images)} skipped, "
-                           f"expected {expected}")
+    _check_every_image_once(plan.name, indices, skipped_images, expected)
     files = [loader.files[int(i)] for i in indices]
     return ModelPredictions(
         name=plan.name, files=files, labels=labels.numpy(), indices=indices.numpy(),
@@ -317,16 +464,31 @@ def evaluate_model(plan: ModelPlan, model: torch.nn.Module, options: EvalOptions
         config=config,
         info={
             "param_count": params / 1e6, "gmacs": None if macs is None else macs / 1e9,
-            "images_per_sec": n_done / wall if wall else None, "seconds": wall, "pass_crops": pass_crops(crop_counts), "loader": getattr(loader, "name", ""),
+            **speed_record(timings), "pass_crops": pass_crops(crop_counts), "loader": getattr(loader, "name", ""),
+            "loader_workers": getattr(loader, "workers", None),
             "amp": options.amp, "device": _device_name(device), "world_size": ctx.world_size,
             "batch_size": options.batch_size, "channels_last": options.channels_last,
-            "compile": options.compile, "n_split": n_split, "limit": options.limit,
+            "compile": compiled[0], "compile_per_rank": compiled if ctx.world_size > 1 else None,
+            **(switches or {}), "n_split": n_split, "limit": options.limit,
             "partial": n_done < n_split,
             "skipped_images": [[int(i), str(f), str(r)] for i, f, r in skipped_images],
             "weights": str(plan.weights), "weights_from": plan.where,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     )
+
+
+def _check_every_image_once(name: str, indices: torch.Tensor, skipped: list, expected: int) -> None:
+    """Every position 0..expected-1 scored or skipped, once: whatever a loader skipped and however
+    the shards fell (empty ones included), nothing is counted twice or lost."""
+    scored = indices.tolist()
+    skipped_positions = [int(position) for position, _, _ in skipped]
+    seen = scored + skipped_positions
+    if len(seen) != len(set(seen)) or set(seen) != set(range(expected)):
+        missing = sorted(set(range(expected)) - set(seen))[:5]
+        twice = sorted({p for p in seen if seen.count(p) > 1})[:5] if len(seen) != len(set(seen)) else []
+        raise RuntimeError(f"{name}: {len(scored)} images scored + {len(skipped_positions)} skipped, "
+                           f"expected each of {expected} once (missing {missing}, twice {twice})")
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -367,20 +529,27 @@ def evaluate(options: EvalOptions) -> EvalSummary:
     device = _resolve_device(options.device, local_rank)
     ctx = init_distributed(device)
     try:
-        return _evaluate_models(options, ctx, device, crop_counts, data, out, store)
+        with numerics(device, options.tf32) as switches:
+            return _evaluate_models(options, ctx, device, crop_counts, data, out, store, switches)
     finally:
         ctx.close()
 
 
 def _evaluate_models(options: EvalOptions, ctx: DistContext, device: str, crop_counts: list[int],
-                     data: Path, out: Path, store: Path) -> EvalSummary:
+                     data: Path, out: Path, store: Path, switches: dict | None = None) -> EvalSummary:
     """The body of :func:`evaluate` inside its process group: plan, evaluate or reuse, report."""
     if ctx.is_main:
         _prepare_out(out)
         remove_stale_temp_files(store)
     ctx.barrier()
     num_classes = _count_classes(data, options.split)
-    plans, skipped = plan_models(list(options.archs), Path(options.weights) if options.weights else None)
+    weights = Path(options.weights) if options.weights else None
+    # Local rank 0 fetches missing official weights first; the other ranks then find them cached.
+    if ctx.local_rank == 0:
+        plans, skipped = plan_models(list(options.archs), weights, fetch=True, num_classes=num_classes)
+    ctx.barrier()
+    if ctx.local_rank != 0:
+        plans, skipped = plan_models(list(options.archs), weights)
     if not plans:
         raise ImnetError("no model to evaluate: " + "; ".join(f"{s.model}: {s.reason}" for s in skipped[:5]))
 
@@ -402,13 +571,16 @@ def _evaluate_models(options: EvalOptions, ctx: DistContext, device: str, crop_c
             if options.archs:  # asked for by name: the user must hear it
                 raise
             # A whole-zoo run goes on: weights found for this model but unusable here.
-            skipped.append(Skipped(plan.name, f"weights do not load: {err}"))
+            skipped.append(Skipped(plan.name, f"weights do not load: {err}", kind="weights do not load"))
             continue
-        preds = evaluate_model(plan, model, options, counts, config, ctx, device, options.real_labels)
+        preds = evaluate_model(plan, model, options, counts, config, ctx, device, options.real_labels,
+                               switches)
         del model
         if ctx.is_main:
             write_model(store, preds)
-        ctx.barrier()
+        # The others wait for rank 0's write over gloo with a long timeout: appending costs the
+        # model's size, but replacing a model rebuilds the store, which can outlast NCCL's timeout.
+        ctx.barrier(timeout=STORE_WAIT)
         evaluated.append(plan.name)
 
     if not evaluated and not reused:
@@ -421,7 +593,8 @@ def _evaluate_models(options: EvalOptions, ctx: DistContext, device: str, crop_c
                 if r.model in names and r.crops in crop_counts]
         reports = write_reports(rows, out, skipped, extra={"store": str(store), "split": options.split,
                                                            "data": str(data)})
-    return EvalSummary(rows, evaluated, reused, skipped, store, reports)
+    return EvalSummary(rows, evaluated, reused, skipped, store, reports,
+                       fetched=[p.name for p in plans if p.fetched])
 
 
 def report_from_store(store: Path, out: Path | None = None, real_labels: Path | None = None) -> EvalSummary:

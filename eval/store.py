@@ -12,16 +12,30 @@ Layout (HDF5, written with h5py)::
         crops<K>/logits (N, C) float16   K in {1, 5, 10}: the centre crop's logits for K=1, the log of
                                           the averaged crop probabilities for K=5 and 10
 
-Writes are atomic per model: a new model is added to a copy of the store (``shutil.copyfile``, then
-append) and replacing one rebuilds the copy from the other groups; the copy is fsynced and renamed over
-``predictions.h5``. A run killed at any point leaves the previous store intact and readable, with
-every model finished before. One writer at a time (rank 0 of a run).
+Writes are atomic per model and cost what the model costs, not the store:
+
+* **Adding** a model appends to the store in place. HDF5 writes through :class:`_CopyOnWrite`, which
+  leaves the file untouched: pages below its old size that HDF5 changes (the superblock, the
+  ``models`` group's header: a few KiB) are kept in memory, the new data goes to a temp tail file.
+  Then an undo journal ``.predictions.h5.journal`` (the old size and the old bytes of those pages) is
+  written, fsynced and renamed into place; the tail is appended, the pages written, the store
+  fsynced, and the journal deleted. A journal found later means the append did not finish: the old
+  pages are put back and the file cut to its old size (:func:`recover_store`, run before any open),
+  which gives back exactly the previous store.
+* **Replacing** a model (``--force``, or more crop counts for a stored one) rebuilds the store from
+  the other groups into a temp file that is fsynced and renamed over it (HDF5 never gives back a
+  deleted group's space); a **new** store is written the same way.
+
+A run killed at any point leaves the previous store (or, once the journal is gone, the new one),
+readable, with every model finished before. One writer at a time (rank 0 of a run).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +46,9 @@ from imnet.errors import ImnetError
 
 STORE_FORMAT = "imnet-predictions"
 STORE_VERSION = 1
+JOURNAL_FORMAT = "imnet-predictions-undo"
+PAGE = 4096
+CRASH_ENV = "IMNET_STORE_CRASH_AT"  # test hook: SIGKILL at "journal", "tail" or "pages"
 
 
 @dataclass
@@ -65,6 +82,7 @@ def _key(name: str) -> str:
 
 
 def _open_store(path: Path, mode: str = "r") -> h5py.File:
+    recover_store(path)
     try:
         f = h5py.File(path, mode)
     except FileNotFoundError:
@@ -105,6 +123,187 @@ def _discard(tmp: Path) -> None:
         pass
 
 
+def _crash_point(label: str) -> None:
+    """Test hook for the crash tests: ``IMNET_STORE_CRASH_AT=<label>`` kills the process there."""
+    if os.environ.get(CRASH_ENV) == label:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _journal_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.journal")
+
+
+class _CopyOnWrite(io.RawIOBase):
+    """A file-like view of the store for h5py whose writes never touch the store: pages below its
+    size that are written are kept in memory (``pages``), bytes beyond it go to ``tail_path``.
+    :meth:`commit` then applies them under an undo journal."""
+
+    def __init__(self, path: Path, tail_path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._base = open(path, "rb")
+        self.base_size = os.fstat(self._base.fileno()).st_size
+        self._tail = open(tail_path, "w+b")
+        self.size = self.base_size
+        self.pages: dict[int, bytearray] = {}
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def _page(self, index: int) -> bytearray:
+        page = self.pages.get(index)
+        if page is None:
+            self._base.seek(index * PAGE)
+            page = self.pages[index] = bytearray(self._base.read(PAGE).ljust(PAGE, b"\0"))
+        return page
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        count = max(0, min(len(view), self.size - self._pos))
+        done = 0
+        while done < count:
+            pos = self._pos + done
+            if pos < self.base_size:
+                index, offset = divmod(pos, PAGE)
+                step = min(count - done, PAGE - offset, self.base_size - pos)
+                if index in self.pages:
+                    view[done:done + step] = self.pages[index][offset:offset + step]
+                else:
+                    self._base.seek(pos)
+                    view[done:done + step] = self._base.read(step)
+            else:
+                step = count - done
+                self._tail.seek(pos - self.base_size)
+                chunk = self._tail.read(step)
+                view[done:done + len(chunk)] = chunk
+                view[done + len(chunk):done + step] = bytes(step - len(chunk))
+            done += step
+        self._pos += count
+        return count
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            pos = self._pos + done
+            if pos < self.base_size:
+                index, offset = divmod(pos, PAGE)
+                step = min(len(view) - done, PAGE - offset, self.base_size - pos)
+                self._page(index)[offset:offset + step] = view[done:done + step]
+            else:
+                step = len(view) - done
+                self._tail.seek(pos - self.base_size)
+                self._tail.write(view[done:done + step])
+            done += step
+        self._pos += len(view)
+        self.size = max(self.size, self._pos)
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self._pos if size is None else size
+        if size < self.base_size:  # HDF5 only grows a file it appends to; never lose old bytes
+            raise OSError(f"{self.path}: HDF5 asked to shrink the store below its old size")
+        self._tail.truncate(size - self.base_size)
+        self.size = size
+        return size
+
+    def flush(self) -> None:
+        if not self._tail.closed:
+            self._tail.flush()
+
+    def commit(self) -> None:
+        """Apply the append to the store under an undo journal (see the module docstring)."""
+        journal = _journal_path(self.path)
+        pending = journal.with_name(f"{journal.name}.tmp-{os.getpid()}")
+        indices = sorted(self.pages)
+        header = json.dumps({"format": JOURNAL_FORMAT, "size": self.base_size, "pages": indices})
+        with open(pending, "wb") as undo:
+            undo.write(header.encode() + b"\n")
+            for index in indices:
+                self._base.seek(index * PAGE)
+                undo.write(self._base.read(PAGE).ljust(PAGE, b"\0"))
+            undo.flush()
+            os.fsync(undo.fileno())
+        os.replace(pending, journal)
+        _fsync_path(self.path.parent)
+        _crash_point("journal")
+        with open(self.path, "r+b") as store:
+            store.seek(self.base_size)
+            self._tail.seek(0)
+            shutil.copyfileobj(self._tail, store, 2**22)
+            store.flush()
+            _crash_point("tail")
+            for index in indices:
+                store.seek(index * PAGE)
+                store.write(self.pages[index][:min(PAGE, self.base_size - index * PAGE)])
+            store.truncate(self.size)
+            store.flush()
+            _crash_point("pages")
+            os.fsync(store.fileno())
+        journal.unlink()
+        _fsync_path(self.path.parent)
+
+    def close(self) -> None:
+        super().close()
+        for handle in (self._base, self._tail):
+            handle.close()
+
+
+def recover_store(path: Path) -> bool:
+    """Undo an append that a killed run left half done (its journal is beside the store): put the
+    old pages back and cut the store to its old size. Returns whether there was one to undo."""
+    path = Path(path)
+    journal = _journal_path(path)
+    if not journal.exists():
+        return False
+    try:
+        with open(journal, "rb") as undo:
+            header = json.loads(undo.readline())
+            if header.get("format") != JOURNAL_FORMAT:
+                raise ValueError("not an imnet undo journal")
+            with open(path, "r+b") as store:
+                for index in header["pages"]:
+                    page = undo.read(PAGE)
+                    store.seek(index * PAGE)
+                    store.write(page[:max(0, min(PAGE, header["size"] - index * PAGE))])
+                store.truncate(header["size"])
+                store.flush()
+                os.fsync(store.fileno())
+    except (OSError, ValueError, KeyError) as err:
+        raise ImnetError(f"{journal}: cannot undo the interrupted write of {path} ({err})") from None
+    journal.unlink()
+    _fsync_path(path.parent)
+    return True
+
+
+def _append_model(path: Path, key: str, preds: ModelPredictions) -> None:
+    """Add a model group to an existing store in place, atomically (see the module docstring)."""
+    tail = path.with_name(f".{path.name}.tail-{os.getpid()}")
+    view = _CopyOnWrite(path, tail)
+    try:
+        with h5py.File(view, "r+") as new:
+            _write_group(new.require_group("models").create_group(key), preds)
+        view.commit()
+    finally:
+        view.close()
+        _discard(tail)
+
+
 def write_model(path: Path, preds: ModelPredictions) -> None:
     """Add (or replace) one model's predictions in the store at ``path``, atomically.
 
@@ -117,19 +316,17 @@ def write_model(path: Path, preds: ModelPredictions) -> None:
         if path.exists():
             with _open_store(path) as old:
                 replacing = key in old.get("models", {})
-            if replacing:
-                # HDF5 never gives back a deleted group's space: rebuild from the other models.
-                with _open_store(path) as old, h5py.File(tmp, "w") as new:
-                    new.attrs.update(old.attrs)
-                    models = new.create_group("models")
-                    for other in old["models"]:
-                        if other != key:
-                            old.copy(old["models"][other], models, name=other)
-                    _write_group(models.create_group(key), preds)
-            else:
-                shutil.copyfile(path, tmp)
-                with h5py.File(tmp, "a") as new:
-                    _write_group(new.require_group("models").create_group(key), preds)
+            if not replacing:
+                _append_model(path, key, preds)
+                return
+            # HDF5 never gives back a deleted group's space: rebuild from the other models.
+            with _open_store(path) as old, h5py.File(tmp, "w") as new:
+                new.attrs.update(old.attrs)
+                models = new.create_group("models")
+                for other in old["models"]:
+                    if other != key:
+                        old.copy(old["models"][other], models, name=other)
+                _write_group(models.create_group(key), preds)
         else:
             with h5py.File(tmp, "w") as new:
                 new.attrs["format"] = STORE_FORMAT
@@ -147,9 +344,15 @@ def write_model(path: Path, preds: ModelPredictions) -> None:
 
 
 def remove_stale_temp_files(path: Path) -> list[Path]:
-    """Delete temp copies left beside the store at ``path`` by killed runs; returns what was deleted."""
+    """Undo an interrupted append (:func:`recover_store`), then delete temp files left beside the
+    store at ``path`` by killed runs (copies, tails, unfinished journals); returns what was deleted."""
     path = Path(path)
-    stale = sorted(path.parent.glob(f".{path.name}.tmp-*")) if path.parent.is_dir() else []
+    if not path.parent.is_dir():
+        return []
+    if path.exists():
+        recover_store(path)
+    stale = sorted(p for pattern in (f".{path.name}.tmp-*", f".{path.name}.tail-*",
+                                     f".{path.name}.journal.tmp-*") for p in path.parent.glob(pattern))
     for tmp in stale:
         tmp.unlink(missing_ok=True)
     return stale

@@ -133,7 +133,9 @@ def fake(out, classes, train_per_class, val, image_size, seed, no_quirks) -> Non
 @click.pass_context
 def zoo(ctx: click.Context, fmt: str, pattern: str, check: bool, no_function: bool, no_measure: bool) -> None:
     """Every zoo model: family, source, measured params and GMACs, published params/FLOPs/top-1/top-5/
-    ReaL, and where its weights resolve locally ('-' when they do not)."""
+    ReaL and their source (pub_*), where its weights resolve locally ('-' when they do not), and
+    its official weights (URL or hf:<hub id>; empty when none) with the top-1/top-5/ReaL their source
+    publishes for that file at the eval config in weights_eval (weights_*)."""
     from imnet.zoo import list_models
     from imnet.zoo.table import check_models, format_check, render_rows, zoo_rows
 
@@ -146,6 +148,76 @@ def zoo(ctx: click.Context, fmt: str, pattern: str, check: bool, no_function: bo
             ctx.exit(1)
         return
     click.echo(render_rows(zoo_rows(pattern, measure=not no_measure), fmt), nl=False)
+
+
+# --- weights: official weights and the ReaL file (issue 15) ------------------------------------------
+
+_WEIGHTS_ENV = """\b
+Where files go: torchvision/URL weights to torch.hub.get_dir()/checkpoints ($TORCH_HOME), hub
+weights to the Hugging Face cache ($HF_HUB_CACHE, $HF_HOME; $HF_ENDPOINT picks the hub).
+IMNET_WEIGHTS_MIRROR=URL_OR_DIR: fetch every file from there instead, by its file name
+(hub files as <hub id>/<file>; an optional SHA256SUMS at its root is checked).
+IMNET_OFFLINE=1 or HF_HUB_OFFLINE=1: never touch the network (a mirror folder still works)."""
+
+
+@cli.group(epilog=_WEIGHTS_ENV)
+def weights() -> None:
+    """Official weights of the zoo: list them, fetch them into the caches, verify cached files.
+
+    \b
+    imnet weights list 'resnet*'          # source, file, size, hash, cached or not and where
+    imnet weights fetch 'dla*' vgg16      # download what is not cached, resuming partial files
+    imnet weights verify                  # re-check every cached file (exit 1 if one is bad)
+    """
+
+
+@weights.command("list", epilog=_WEIGHTS_ENV)
+@click.argument("patterns", nargs=-1, metavar="[PATTERN]...")
+@click.option("--format", "fmt", type=click.Choice(["text", "csv", "json"]), default="text", show_default=True,
+              help="Output format.")
+def weights_list(patterns: tuple[str, ...], fmt: str) -> None:
+    """Every zoo model with official weights (or those matching the shell PATTERNs): its source (URL
+    or hub id), file name and mirror path, size and hash where known, and whether and where it is
+    cached."""
+    from imnet.zoo.official import render_table, weights_table
+
+    click.echo(render_table(weights_table(list(patterns) or "*"), fmt), nl=False)
+
+
+@weights.command("fetch", epilog=_WEIGHTS_ENV)
+@click.argument("patterns", nargs=-1, metavar="[PATTERN]...")
+@click.option("--force", is_flag=True, help="Delete the cached files of these models and fetch them again.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.pass_context
+def weights_fetch(ctx: click.Context, patterns: tuple[str, ...], force: bool, no_progress: bool) -> None:
+    """Fetch the official weights of the models matching the PATTERNs (default: all) that are not
+    cached: one line and a progress bar per file, partial files resumed, hashes checked (a file
+    failing its check is deleted). A model that fails is named with the reason and the others go on;
+    the exit status is 1 when any failed."""
+    from imnet.zoo.official import fetch_official
+
+    report = fetch_official(list(patterns) or "*", force=force, progress=not no_progress,
+                            echo=lambda line: click.echo(line, err=True))
+    click.echo(report.summary())
+    if report.failed:
+        ctx.exit(1)
+
+
+@weights.command("verify", epilog=_WEIGHTS_ENV)
+@click.argument("patterns", nargs=-1, metavar="[PATTERN]...")
+@click.option("--delete", is_flag=True, help="Delete cached files that fail, so the next fetch gets them again.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+def weights_verify(ctx: click.Context, patterns: tuple[str, ...], delete: bool, no_progress: bool) -> None:
+    """Check the cached official files again: the SHA-256 prefix of torchvision/SimpleNet file names,
+    the hub's SHA-256 ETag, a mirror's SHA256SUMS; a file with no published hash must read as a
+    checkpoint. Exit status 1 when a file is bad."""
+    from imnet.zoo.official import format_verify, verify_official
+
+    results = verify_official(list(patterns) or "*", delete=delete, progress=not no_progress)
+    click.echo(format_verify(results), nl=False)
+    if any(r.status == "bad" for r in results):
+        ctx.exit(1)
 
 
 # --- bench: loaders and others (issue 5) -------------------------------------------------------------
@@ -212,8 +284,10 @@ def _eval_crop_counts(crops: tuple[str, ...], extra: list[str]) -> tuple[int, ..
 
 @cli.command("eval", context_settings={"allow_extra_args": True, "show_default": True})
 @click.option("--arch", "archs", multiple=True, metavar="NAME|PATTERN",
-              help="Zoo model or shell pattern (repeatable). Default: every zoo model whose weights "
-                   "resolve; the others are listed as skipped with the reason.")
+              help="Zoo model or shell pattern (repeatable). Default: every zoo model with official "
+                   "weights and any other whose weights resolve locally. Official weights not cached "
+                   "are fetched (see `imnet weights`; not with IMNET_OFFLINE=1); a model whose "
+                   "weights cannot be had is skipped with the reason.")
 @click.option("--weights", type=click.Path(path_type=Path),
               help="Weights: a file (one --arch), a folder of <name>.pth, or a finished `imnet train` run.")
 @click.option("--data", type=click.Path(path_type=Path), help="Tree prepared by `imnet prep`.")
@@ -224,17 +298,26 @@ def _eval_crop_counts(crops: tuple[str, ...], extra: list[str]) -> tuple[int, ..
               help="Crop counts, several in one pass: --crops 1 5 10 (decode once, cut 10 crops; "
                    "1- and 5-crop come from the same forward passes).")
 @click.option("--real-labels", is_flag=False, flag_value="auto", default=None, metavar="[PATH]",
-              help="Also score against ReaL labels; without PATH, real.json in --data then --src.")
+              help="Also score against ReaL labels; without PATH, real.json in --data then --src, "
+                   "else the official file fetched into the cache and checked by its MD5.")
 @click.option("--loader", type=click.Choice(["auto", "dali", "torch"]), default="auto", help="Data loader.")
 @click.option("--batch-size", type=int, default=64, help="Images per batch (each gives 1, 5 or 10 crops).")
-@click.option("--workers", type=int, help="Loader workers per process [default: the loader's choice].")
+@click.option("--workers", type=int,
+              help="Loader threads/workers per process [default: this rank's share of the CPUs, capped; "
+                   "`imnet info` shows it].")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto",
               help="Where to run the models (auto: CUDA when present).")
 @click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default="off",
               help="Autocast dtype of the forward pass.")
 @click.option("--channels-last/--no-channels-last", default=True,
               help="channels_last memory format (faster convs with oneDNN on CPU and cuDNN on GPU).")
-@click.option("--compile", "compile_", is_flag=True, help="Wrap each model in torch.compile.")
+@click.option("--compile", "compile_", is_flag=True,
+              help="Wrap each model in torch.compile (dynamo reset per model, fixed batch shape; what "
+                   "really compiled is recorded).")
+@click.option("--compile-backend", default="inductor", help="torch.compile backend (eager: trace only).")
+@click.option("--tf32/--no-tf32", default=False,
+              help="TensorFloat-32 matmuls and convolutions on CUDA (faster, ~1e-3 relative error); "
+                   "off: --amp off is true float32.")
 @click.option("--img-size", type=int, help="Override every model's crop size (recorded in the results).")
 @click.option("--crop-pct", type=float, help="Override every model's crop_pct (recorded in the results).")
 @click.option("--limit", type=int, help="Evaluate only the first N images (quick check; reported as partial).")
@@ -246,21 +329,22 @@ def _eval_crop_counts(crops: tuple[str, ...], extra: list[str]) -> tuple[int, ..
               help="Recompute every metric from this predictions.h5 (no model, no GPU) and rewrite results.*.")
 @click.pass_context
 def eval_(ctx, archs, weights, data, src, split, crops, real_labels, loader, batch_size, workers, device,
-          amp, channels_last, compile_, img_size, crop_pct, limit, skip_bad, force, out, from_store):
+          amp, channels_last, compile_, compile_backend, tf32, img_size, crop_pct, limit, skip_bad, force, out,
+          from_store):
     """Evaluate zoo models (1-, 5-, 10-crop; original and ReaL labels) into predictions.h5 and results.*
 
     \b
-    imnet eval --crops 10 --real-labels --data /data/imagenet       # every model with weights
+    imnet eval --crops 10 --real-labels --data /data/imagenet       # every model with official weights
     imnet eval --arch resnet50 --crops 1 5 10 --data /data/imagenet --limit 500
     imnet eval --from-store eval_out/predictions.h5 --real-labels /data/real.json
     """
-    from imnet.eval.real import find_real_labels
+    from imnet.eval.real import find_or_fetch_real_labels
     from imnet.eval.runner import EvalOptions, evaluate, report_from_store
 
     crop_counts = _eval_crop_counts(crops, ctx.args)
     real_path = None
     if real_labels == "auto":
-        real_path = find_real_labels(data, src)
+        real_path = find_or_fetch_real_labels(data, src, echo=lambda line: click.echo(line, err=True))
     elif real_labels is not None:
         real_path = Path(real_labels)
     if from_store is not None:
@@ -272,7 +356,8 @@ def eval_(ctx, archs, weights, data, src, split, crops, real_labels, loader, bat
         summary = evaluate(EvalOptions(
             data=data, out=out, archs=list(archs), weights=weights, split=split, crops=crop_counts,
             real_labels=real_path, loader=loader, batch_size=batch_size, workers=workers, amp=amp,
-            channels_last=channels_last, compile=compile_, limit=limit, img_size=img_size,
+            channels_last=channels_last, compile=compile_, compile_backend=compile_backend, tf32=tf32,
+            limit=limit, img_size=img_size,
             crop_pct=crop_pct, skip_bad=skip_bad, force=force, device=device))
     if summary.reports is None:  # not rank 0 under torchrun
         return
@@ -286,10 +371,26 @@ def eval_(ctx, archs, weights, data, src, split, crops, real_labels, loader, bat
                    f"{r.n_images:>7}{' partial' if r.partial else ''}")
     if summary.reused:
         click.echo(f"reused from {summary.store}: {', '.join(summary.reused)}", err=True)
-    for s in summary.skipped:
-        click.echo(f"skipped {s.model}: {s.reason}")
+    click.echo(_eval_summary_lines(summary, detailed=len(summary.skipped) <= 3))
     click.echo(f"results: {summary.reports.markdown.parent} (results.csv, results.json, results.md, "
                f"accuracy_vs_speed.png; predictions {summary.store})")
+
+
+def _eval_summary_lines(summary, detailed: bool) -> str:
+    """``evaluated N, reused N, fetched N, skipped N``, then the skipped models grouped by reason
+    (each reason in full when there are only a few; results.md lists every one)."""
+    from imnet.zoo.official import group_by_kind
+
+    lines = [f"evaluated {len(summary.evaluated)}, reused {len(summary.reused)}, "
+             f"fetched {len(summary.fetched)}, skipped {len(summary.skipped)}"]
+    if detailed:
+        lines += [f"skipped {s.model}: {s.reason}" for s in summary.skipped]
+    else:
+        groups = group_by_kind({s.model: s.kind or s.reason for s in summary.skipped})
+        for kind, names in groups.items():
+            shown = ", ".join(names[:8]) + (f", and {len(names) - 8} more" if len(names) > 8 else "")
+            lines.append(f"  skipped {len(names)}, {kind}: {shown}")
+    return "\n".join(lines)
 
 
 # --- train, demo (issue 7) ----------------------------------------------------------------------------
@@ -310,7 +411,9 @@ def eval_(ctx, archs, weights, data, src, split, crops, real_labels, loader, bat
 @click.option("--img-size", type=int, help="Train/val crop size [default: the model's input size].")
 @click.option("--accum-steps", type=int, help="Gradient accumulation steps (shortcut for --set accum_steps=N).")
 @click.option("--loader", type=click.Choice(["auto", "dali", "torch"]), default="auto", help="Data loader.")
-@click.option("--workers", type=int, help="Loader worker processes per rank [default: the loader's choice].")
+@click.option("--workers", type=int,
+              help="Loader threads/workers per rank [default: this rank's share of the CPUs, capped; "
+                   "`imnet info` shows it].")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", help="Where to train.")
 @click.option("--amp", type=click.Choice(["auto", "none", "bf16", "fp16"]), default="auto",
               help="Mixed precision (auto: bf16 on GPU, none on CPU).")
@@ -319,13 +422,17 @@ def eval_(ctx, archs, weights, data, src, split, crops, real_labels, loader, bat
 @click.option("--deterministic", is_flag=True, help="Deterministic algorithms (bit-exact resume on CPU).")
 @click.option("--seed", type=int, default=0, help="Seed of model init, shuffling, augmentation and mixup.")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this directory.")
+@click.option("--init-from", metavar="official|PATH",
+              help="Fine-tune: start from the model's official weights ('official': fetched when not "
+                   "cached, see `imnet weights`) or from a checkpoint file or finished run; a "
+                   "classifier of another class count than the data's starts fresh.")
 @click.option("--stop-after-epochs", type=int,
               help="Stop (resumably, as an interruption would) once this many epochs are complete.")
 @click.option("--stop-after-updates", type=int, help="Stop (resumably) after this many optimizer steps.")
 @click.option("--show-recipe", is_flag=True, help="Print the resolved recipe as YAML and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs still go to stderr).")
 def train(arch, data, out, recipe, overrides, epochs, batch_size, lr, aug, img_size, accum_steps, loader,
-          workers, device, amp, channels_last, compile_, deterministic, seed, resume, stop_after_epochs,
+          workers, device, amp, channels_last, compile_, deterministic, seed, resume, init_from, stop_after_epochs,
           stop_after_updates, show_recipe, no_progress) -> None:
     """Train a zoo model on a prepared tree; prints the run directory.
 
@@ -333,6 +440,7 @@ def train(arch, data, out, recipe, overrides, epochs, batch_size, lr, aug, img_s
     imnet train --arch vanillanet_5 --data /data/imagenet --recipe vanillanet
     torchrun --nproc_per_node 8 -m imnet train --arch resnet50 --data /data/imagenet --batch-size 64
     imnet train --resume runs/resnet50-20260101-000000
+    imnet train --arch resnet50 --init-from official --data /data/flowers --recipe classic-cosine
     """
     from imnet.train import TrainConfig, load_recipe
     from imnet.train import train as run_training
@@ -348,10 +456,12 @@ def train(arch, data, out, recipe, overrides, epochs, batch_size, lr, aug, img_s
         return
     if resume is not None and (overrides or any(v is not None for v in shortcuts.values())):
         raise ImnetError(f"--resume {resume}: the run keeps its recipe; recipe options cannot change on resume")
+    if resume is not None and init_from is not None:
+        raise ImnetError(f"--resume {resume}: a resumed run continues from its own checkpoint; drop --init-from")
     config = TrainConfig(
         arch=arch, data=data, out=out, recipe=resolved, loader=loader, workers=workers, device=device, amp=amp,
         channels_last=channels_last, compile=compile_, deterministic=deterministic, seed=seed, resume=resume,
-        stop_after_epochs=stop_after_epochs, stop_after_updates=stop_after_updates, progress=not no_progress,
+        init_from=init_from, stop_after_epochs=stop_after_epochs, stop_after_updates=stop_after_updates, progress=not no_progress,
     )
     run_dir = run_training(config)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+
+# gloo groups for waits that may outlast the default group's timeout (created on first use, by
+# every rank at the same point, as new_group requires), keyed by timeout
+_WAIT_GROUPS: dict[timedelta, object] = {}
 
 
 @dataclass(frozen=True)
@@ -36,13 +42,45 @@ class DistContext:
 
     def close(self) -> None:
         """End the process group if this context started it (torchrun warns about leaked groups)."""
+        _WAIT_GROUPS.clear()
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 
-    def barrier(self) -> None:
-        """Wait for every rank (no-op in a single process)."""
-        if self.distributed:
+    def barrier(self, timeout: timedelta | None = None) -> None:
+        """Wait for every rank (no-op in a single process). With ``timeout``, the wait goes over a
+        gloo group with that timeout instead of the default group (NCCL's watchdog would abort a
+        wait longer than its own timeout, e.g. while rank 0 writes a large file)."""
+        if not self.distributed:
+            return
+        if timeout is None:
             dist.barrier()
+            return
+        group = _WAIT_GROUPS.get(timeout)
+        if group is None:
+            group = _WAIT_GROUPS[timeout] = dist.new_group(backend="gloo", timeout=timeout)
+        dist.barrier(group=group)
+
+    def broadcast_object(self, value):
+        """Rank 0's ``value`` (any picklable object) on every rank."""
+        if not self.distributed:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather_objects(self, value) -> list:
+        """Every rank's ``value`` (picklable), in rank order, on every rank."""
+        if not self.distributed:
+            return [value]
+        out = [None] * self.world_size
+        dist.all_gather_object(out, value)
+        return out
+
+    def all_reduce(self, tensor: torch.Tensor, op=None) -> torch.Tensor:
+        """Reduce ``tensor`` in place across ranks (sum unless ``op``); returns it."""
+        if self.distributed:
+            dist.all_reduce(tensor, op=op or dist.ReduceOp.SUM)
+        return tensor
 
 
 def init_distributed(device: str) -> DistContext:

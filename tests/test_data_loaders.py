@@ -324,43 +324,74 @@ def test_train_order_is_seeded_per_epoch_and_sharded(coordinate_tree):
 
 # ---- GPU graphs ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("recipe", [dict(kind="eval", crops=10), dict(kind="eval", crops=1),
-                                    dict(kind="train", aug="classic"), dict(kind="train", aug="rrc")])
+@pytest.mark.parametrize("recipe", [dict(kind="eval", crops=10), dict(kind="eval", crops=1, channels_last=True),
+                                    dict(kind="train", aug="classic"),
+                                    dict(kind="train", aug="rrc", channels_last=True)])
 def test_mixed_pipelines_define_valid_graphs(coordinate_tree, recipe):
     # DALI generates and checks the graph (operators, devices, every argument against its schema)
     # when the pipeline object is created; only build() needs the GPU. So the "mixed" branches are
-    # checked here without one; a wrong argument fails the same way (last case).
-    from imnet.data.dali import PositionLists, eval_pipeline, train_pipeline
-    from imnet.data.loaders import Normalization
+    # checked here without one (decoder hints and fancy upsampling included); a wrong argument
+    # fails the same way (last case).
+    from imnet.data.base import Normalization
+    from imnet.data.dali import PathSource, eval_pipeline, train_pipeline
 
     recipe = dict(recipe)
     make = eval_pipeline if recipe.pop("kind") == "eval" else train_pipeline
-    lists = PositionLists(read_split(coordinate_tree, "val"))
-    options = dict(file_root=str(coordinate_tree / "val"), file_list=lists.write(range(3), "l.txt"),
-                   shard_id=0, num_shards=1, decoder="mixed", resize_size=RESIZE, crop_size=CROP,
-                   interpolation="bicubic", norm=Normalization((0.5,) * 3, (0.2,) * 3, fp16=True),
+    options = dict(source=PathSource(read_split(coordinate_tree, "val"), 2), decoder="mixed",
+                   resize_size=RESIZE, crop_size=CROP, interpolation="bicubic",
+                   norm=Normalization((0.5,) * 3, (0.2,) * 3, fp16=True),
                    batch_size=2, num_threads=1, device_id=0, **recipe)
     make(**options)
     with pytest.raises(ValueError):
         make(**dict(options, hw_decoder_load="most"))
-    lists.close()
+
+
+# ---- one pipeline per run -------------------------------------------------------------------------------
+
+def test_dali_builds_one_pipeline_per_loader_for_every_pass_and_epoch(coordinate_tree):
+    # The orders come from the loader (the rank's shard, the epoch's permutation), so one DALI
+    # pipeline serves every pass: nothing is rebuilt per epoch or per validation pass.
+    from imnet.data.base import EpochOrder
+
+    val = build_eval_loader(coordinate_tree, crop_size=CROP, resize_size=RESIZE, batch_size=2,
+                            workers=1, loader="dali", rank=1, world_size=2, **RAW)
+    train = build_train_loader(coordinate_tree, crop_size=CROP, resize_size=RESIZE, batch_size=2,
+                               workers=1, loader="dali", seed=4, **RAW)
+    for epoch in range(3):
+        train.set_epoch(epoch)
+        ids = [int(pixels[0, 0, 2]) for images, _ in train for pixels in raw_pixels(images)]
+        assert ids == EpochOrder(len(COORDINATE_SIZES), 0, 1, 4, epoch).batched_positions(2)
+        images, indices, _ = collect(val)
+        assert indices == [3, 4, 5, 6] == [int(round(image[0, 2, 0, 0])) for image in images]
+    assert train.pipeline_builds == 1 and val.pipeline_builds == 1
+    # A pass left before its end (a consumer that stops early) cannot be reset by DALI mid-epoch:
+    # the next pass gets a fresh pipeline, and still every image once, in order.
+    next(iter(val))
+    assert collect(val)[1] == [3, 4, 5, 6] and val.pipeline_builds == 2
 
 
 # ---- choice of backend, options and bad input ------------------------------------------------------------
 
-def test_auto_picks_dali_and_says_so(coordinate_tree, capsys):
+def test_auto_is_torch_on_cpu_and_says_why(coordinate_tree, capsys):
+    loaders_module._ANNOUNCED.clear()
     loader = build_eval_loader(coordinate_tree, crop_size=CROP, resize_size=RESIZE, workers=1, **RAW)
-    assert loader.name == "dali-cpu"
-    assert "loader: dali" in capsys.readouterr().err
-
-
-def test_auto_falls_back_to_torch_when_dali_fails(coordinate_tree, capsys, monkeypatch):
-    monkeypatch.setattr(loaders_module, "dali_problem", lambda device: "no pipeline today")
-    loader = build_eval_loader(coordinate_tree, crop_size=CROP, resize_size=RESIZE, workers=0, **RAW)
     assert loader.name == "torch"
-    assert "loader: torch (DALI unavailable: no pipeline today)" in capsys.readouterr().err
-    with pytest.raises(ImnetError, match="no pipeline today"):
-        build_eval_loader(coordinate_tree, crop_size=CROP, resize_size=RESIZE, loader="dali", **RAW)
+    assert "loader: torch (auto on the CPU" in capsys.readouterr().err
+    assert build_eval_loader(coordinate_tree, crop_size=CROP, resize_size=RESIZE, workers=1, loader="dali",
+                             **RAW).name == "dali-cpu"
+
+
+def test_auto_on_a_gpu_falls_back_to_torch_when_dali_fails_there(capsys):
+    # On this GPU-less machine DALI's "mixed" smoke pipeline really fails: auto says why and takes
+    # torch; --loader dali refuses with the reason.
+    loaders_module._ANNOUNCED.clear()
+    assert loaders_module.choose_loader("auto", "cuda:0") == "torch"
+    message = capsys.readouterr().err
+    assert "loader: torch (DALI unavailable on cuda:0:" in message
+    reason = message.split("cuda:0: ", 1)[1].strip().rstrip(")")
+    with pytest.raises(ImnetError, match="--loader dali: DALI does not work here"):
+        loaders_module.choose_loader("dali", "cuda:0")
+    assert reason
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -423,3 +454,76 @@ def test_cpu_batches_reuse_buffers_only_when_nothing_holds_them(coordinate_tree)
     torch.testing.assert_close(first_crop, reference[0][1], rtol=0, atol=0)
     # Batches 2 and 3 (full size, released) share one reused buffer; batch 1's is still viewed.
     assert pointers[0] not in pointers[1:3] and pointers[1] == pointers[2]
+
+
+# ---- layout -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_channels_last_output_is_made_once_by_the_loader(coordinate_tree, backend):
+    # channels_last: the loader hands out NHWC memory seen as (..., 3, H, W), the same values as
+    # the NCHW output; what the model code then does (merge crops into the batch, ask for
+    # channels_last) costs no copy.
+    def batches(channels_last, train):
+        options = dict(crop_size=CROP, resize_size=RESIZE, batch_size=3, workers=1, loader=backend,
+                       channels_last=channels_last, **RAW)
+        if train:
+            loader = build_train_loader(coordinate_tree, seed=1, **options)
+            loader.set_epoch(0)
+            return [images for images, _ in loader]
+        return [batch.images for batch in build_eval_loader(coordinate_tree, crops=10, **options)]
+
+    for train in (False, True):
+        for nchw, nhwc in zip(batches(False, train), batches(True, train)):
+            if not train:  # DALI's crops are random in train, torch's are drawn per process too
+                torch.testing.assert_close(nhwc, nchw, rtol=0, atol=0)
+            assert nchw.is_contiguous() and not nhwc.is_contiguous()
+            merged = nhwc.reshape(-1, *nhwc.shape[-3:])
+            assert merged.is_contiguous(memory_format=torch.channels_last)
+            assert merged.contiguous(memory_format=torch.channels_last).data_ptr() == nhwc.data_ptr()
+
+
+def test_torch_val_workers_live_for_one_pass_train_workers_for_the_run(coordinate_tree):
+    import multiprocessing
+
+    options = dict(crop_size=CROP, resize_size=RESIZE, batch_size=2, workers=2, loader="torch", **RAW)
+    val = build_eval_loader(coordinate_tree, **options)
+    collect(val)
+    assert multiprocessing.active_children() == []  # the pass's workers have exited
+    train = build_train_loader(coordinate_tree, **options)
+    for _ in train:
+        pass
+    assert len(multiprocessing.active_children()) == 2  # kept for the next epoch
+    train.close()
+    del train
+
+
+# ---- on a GPU (benchmarks/gpu.sh runs these) -------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("crops", [1, 10])
+def test_gpu_mixed_decoding_matches_the_cpu_twin(jpeg_tree, crops):
+    # nvJPEG with fancy upsampling against the same graph on the CPU (libjpeg-turbo): the same
+    # boxes and resampler, so only decoder rounding may differ.
+    options = dict(crop_size=24, resize_size=28, crops=crops, batch_size=4, workers=2, loader="dali",
+                   channels_last=True, **RAW)
+    gpu = build_eval_loader(jpeg_tree, device="cuda", **options)
+    cpu = build_eval_loader(jpeg_tree, device="cpu", **options)
+    assert gpu.name == "dali-gpu"
+    got = [batch for batch in gpu]
+    assert all(b.images.is_cuda and b.images.reshape(-1, 3, 24, 24).is_contiguous(memory_format=torch.channels_last)
+               for b in got)
+    difference = (torch.cat([b.images.cpu() for b in got]) - torch.cat([b.images for b in cpu])).abs()
+    assert difference.mean() < 1.0, f"mean {difference.mean():.3f} grey levels"
+    assert [i for b in got for i in b.indices.tolist()] == list(range(len(gpu.files)))
+
+
+@pytest.mark.gpu
+def test_gpu_train_loader_one_pipeline_for_all_epochs(jpeg_tree):
+    loader = build_train_loader(jpeg_tree, crop_size=24, aug="rrc", batch_size=4, workers=2, loader="dali",
+                                device="cuda", channels_last=True, fp16=True, **RAW)
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        for images, labels in loader:
+            assert images.is_cuda and labels.is_cuda and images.dtype == torch.float16
+            assert images.is_contiguous(memory_format=torch.channels_last)
+    assert loader.pipeline_builds == 1

@@ -59,3 +59,30 @@ def test_gather_rejects_an_image_counted_twice():
     indices = torch.tensor([2, 0, 2])
     with pytest.raises(RuntimeError, match="val index 2"):
         gather_rows(DistContext(), indices, torch.zeros(3))
+
+
+def _empty_rank_worker(rank: int, world_size: int, port: int, out_dir: str, case: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    ctx = init_distributed("cpu")
+    indices, labels, scores = _full_split()
+    if case == "rank0_empty":   # what an empty shard's forward pass returns: (0, K, C) scores
+        mine = torch.arange(0) if rank == 0 else torch.arange(N_IMAGES)
+    else:                       # no rank has a row (every image skipped)
+        mine = torch.arange(0)
+    gathered = gather_rows(ctx, indices[mine], labels[mine], scores[mine])
+    ctx.barrier(timeout=__import__("datetime").timedelta(minutes=5))  # the long-timeout wait works too
+    if rank == 0:
+        torch.save(gathered, os.path.join(out_dir, "gathered.pt"))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("case", ["rank0_empty", "all_empty"])
+def test_gather_with_empty_shards(tmp_path, case):
+    mp.spawn(_empty_rank_worker, args=(2, _free_port(), str(tmp_path), case), nprocs=2, join=True)
+    indices, labels, scores = torch.load(tmp_path / "gathered.pt")
+    expected = N_IMAGES if case == "rank0_empty" else 0
+    assert indices.tolist() == list(range(expected))
+    assert scores.shape == (expected, 2, N_CLASSES) and scores.dtype == torch.float16
+    if expected:
+        assert torch.equal(scores, _full_split()[2])

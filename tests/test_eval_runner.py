@@ -149,10 +149,10 @@ def test_cli_limit_real_resume_and_from_store(tree, tmp_path):
     # re-run: finished in the store, reused without a forward pass
     stamp = (out / "predictions.h5").stat().st_mtime_ns
     again = CliRunner().invoke(cli, args)
-    assert again.exit_code == 0 and "reused" in again.output
+    assert again.exit_code == 0 and "reused from" in again.output and "evaluated 0, reused 1" in again.output
     assert (out / "predictions.h5").stat().st_mtime_ns == stamp
     forced = CliRunner().invoke(cli, args + ["--force", "--crops", "5"])   # redone, now with 1, 5, 10
-    assert forced.exit_code == 0 and "reused" not in forced.output
+    assert forced.exit_code == 0 and "reused from" not in forced.output and "evaluated 1, reused 0" in forced.output
     assert set(read_model(out / "predictions.h5", ARCH).logits) == {1, 5, 10}
     assert np.array_equal(read_model(out / "predictions.h5", ARCH).logits[10], preds.logits[10])
     # --from-store recomputes the same table without a model
@@ -180,8 +180,10 @@ def test_no_arch_evaluates_models_with_weights_and_lists_the_rest(tree, tmp_path
     assert stored_models(tmp_path / "out" / "predictions.h5") == [ARCH]
     md = (tmp_path / "out" / "results.md").read_text()
     assert "## Skipped" in md and f"| resnet50 | no weights found; looked for {folder / 'resnet50.pth'} |" in md
-    assert "skipped resnet34: weights do not load: " in result.output and "does not fit resnet34" in result.output
-    assert "skipped densenet121: no weights found" in result.output
+    assert "| resnet34 | weights do not load: " in md and "does not fit resnet34" in md
+    # The summary groups the skipped models by reason instead of one line each.
+    assert "skipped 1, weights do not load: resnet34" in result.output
+    assert "not in the --weights folder: " in result.output and "densenet121" in result.output
 
 
 @pytest.fixture
@@ -344,6 +346,8 @@ def test_gpu_dali_mixed_amp_channels_last_matches_cpu(tree, reference, tmp_path)
                                    batch_size=16, img_size=IMG))
     preds = read_model(tmp_path / "predictions.h5", ARCH)
     assert preds.info["loader"] == "dali-gpu" and summary.rows[0].device != "cpu"
+    assert preds.info["compile"]["ran"] == "compiled" and preds.info["cudnn_benchmark"] is True
+    assert preds.info["tf32"] is False and preds.info["images_per_sec"] > 0
     for crops in (1, 5, 10):
         got = torch.from_numpy(preds.logits[crops]).float()
         assert (got.argmax(1) == ref[crops].argmax(1)).float().mean().item() >= 0.99

@@ -84,24 +84,76 @@ def test_failed_write_leaves_store_unchanged(tmp_path, monkeypatch):
     assert not list(tmp_path.glob(".predictions.h5.tmp-*"))
 
 
-def test_process_killed_before_rename_keeps_finished_models(tmp_path):
-    """A process that dies hard (no cleanup) between writing the copy and renaming it."""
+def test_adding_a_model_appends_in_place_without_copying_the_store(tmp_path):
+    # Rank 0's write must cost the model, not the store (other ranks wait for it): the file keeps
+    # its inode, its old bytes stay but for a few pages of HDF5 metadata, and no copy is made.
     store = tmp_path / "predictions.h5"
-    write_model(store, _preds("a"))
-    script = textwrap.dedent(f"""
-        import os, numpy as np
-        import imnet.eval.store as s
-        s._fsync_path = lambda path: os._exit(9)   # die right before the rename
-        s.write_model({str(store)!r}, s.ModelPredictions("b", ["x"], np.zeros(1), np.zeros(1),
-                      {{1: np.zeros((1, 3))}}))
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
-    assert proc.returncode == 9, proc.stderr.decode()
-    assert stored_models(store) == ["a"]               # readable, with the finished model
-    leftover = list(tmp_path.glob(".predictions.h5.tmp-*"))
-    assert len(leftover) == 1
-    assert remove_stale_temp_files(store) == leftover
-    assert not list(tmp_path.glob(".predictions.h5.tmp-*"))
+    write_model(store, _preds("a", n=3000, classes=100, seed=1))
+    before, inode = store.read_bytes(), store.stat().st_ino
+    write_model(store, _preds("b", n=3000, classes=100, seed=2))
+    after = store.read_bytes()
+    assert store.stat().st_ino == inode and len(after) > len(before)
+    changed = np.flatnonzero(np.frombuffer(after[:len(before)], np.uint8) != np.frombuffer(before, np.uint8))
+    assert len({offset // 4096 for offset in changed}) <= 4, "more than a few metadata pages rewritten"
+    assert stored_models(store) == ["a", "b"]
+    assert np.array_equal(read_model(store, "a").logits[10], _preds("a", n=3000, classes=100, seed=1).logits[10])
+    assert not list(tmp_path.glob(".predictions.h5.*"))
+
+
+APPEND = """
+import sys, numpy as np
+from imnet.eval.store import ModelPredictions, write_model
+for i, name in enumerate(sys.argv[2:]):
+    rng = np.random.default_rng(i)
+    write_model(sys.argv[1], ModelPredictions(name, [f"f{j}" for j in range(2000)], np.zeros(2000), np.arange(2000),
+                                              {1: rng.standard_normal((2000, 50)).astype(np.float16)}))
+"""
+
+
+@pytest.mark.parametrize("crash_at", ["journal", "tail", "pages"])
+def test_kill_9_inside_an_append_gives_back_the_previous_store(tmp_path, crash_at):
+    # Killed after the undo journal is in place, after the new data is appended, or after the
+    # metadata pages are written (before the journal is gone): the next open undoes the append.
+    import os
+    import signal
+
+    store = tmp_path / "predictions.h5"
+    write_model(store, _preds("a", seed=1))
+    before = store.read_bytes()
+    env = dict(os.environ, IMNET_STORE_CRASH_AT=crash_at)
+    proc = subprocess.run([sys.executable, "-c", APPEND, str(store), "b"], env=env, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert (tmp_path / ".predictions.h5.journal").exists()
+    assert stored_models(store) == ["a"]                     # undone on open
+    assert store.read_bytes() == before and not (tmp_path / ".predictions.h5.journal").exists()
+    tails = sorted(tmp_path.glob(".predictions.h5.tail-*"))
+    assert len(tails) == 1 and remove_stale_temp_files(store) == tails
+    assert not list(tmp_path.glob(".predictions.h5.*"))
+    write_model(store, _preds("b", seed=2))                  # and the store takes the model again
+    assert stored_models(store) == ["a", "b"]
+
+
+def test_kill_9_at_random_moments_leaves_a_readable_store_of_finished_models(tmp_path):
+    import random
+    import signal
+    import time
+
+    store = tmp_path / "predictions.h5"
+    names = [f"m{i:02d}" for i in range(60)]
+    rng = random.Random(0)
+    done: list[str] = []
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-c", APPEND, str(store), *names[len(done):]])
+        time.sleep(1.0 + rng.random() * 1.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        remove_stale_temp_files(store)
+        assert not list(tmp_path.glob(".predictions.h5.*"))
+        if store.exists():
+            done = stored_models(store)
+            assert done == names[:len(done)]  # the finished models, nothing half-written
+            assert all(preds.logits[1].shape == (2000, 50) for preds in read_store(store))
+    assert done, "no model was ever finished: the kills came too early to test anything"
 
 
 def test_is_finished_needs_same_config_and_all_crop_counts(tmp_path):

@@ -14,7 +14,7 @@ from imnet.cli import main
 from imnet.errors import ImnetError
 from imnet.testing import prepared_tree
 from imnet.train import RECIPES, TrainConfig, TrainingDiverged, load_checkpoint, load_recipe, train
-from imnet.train.loop import _build_mixup_and_loss, _build_optimizer, _build_scheduler, _global_lr
+from imnet.train.parts import build_mixup_and_loss, build_optimizer, build_scheduler, global_lr
 from imnet.train.recipes import act_learn_lambda
 
 ARCH = "cifar_resnet20"  # 0.27M parameters at 32x32: a few seconds per epoch on the tiny tree
@@ -54,11 +54,11 @@ def test_named_recipe_builds_timm_optimizer_scheduler_and_loss(name):
     recipe = RECIPES[name]
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(10))
     model(torch.zeros(2, 3, 8, 8))
-    lr = _global_lr(recipe, recipe.batch_size * 8)
+    lr = global_lr(recipe, recipe.batch_size * 8)
     assert lr == pytest.approx(recipe.lr_base * recipe.batch_size * 8 / recipe.lr_base_size)
-    optimizer = _build_optimizer(model, recipe, lr)
-    scheduler = _build_scheduler(optimizer, recipe, updates_per_epoch=10)
-    mixup, criterion = _build_mixup_and_loss(recipe, num_classes=10)
+    optimizer = build_optimizer(model, recipe, lr)
+    scheduler = build_scheduler(optimizer, recipe, updates_per_epoch=10)
+    mixup, criterion = build_mixup_and_loss(recipe, num_classes=10)
     assert (mixup is not None) == (recipe.mixup > 0 or recipe.cutmix > 0)
     images, labels = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
     targets = mixup(images, labels)[1] if mixup else labels

@@ -1,6 +1,8 @@
 """Weights: resolution from each place (explicit file, $IMNET_WEIGHTS, torch hub cache, Hugging Face
-cache, training runs), foreign checkpoint formats, corrupt and mismatched files, download glue.
-Every cache is redirected into tmp_path through the variables torch/huggingface_hub honour."""
+cache, training runs), foreign checkpoint formats, corrupt and mismatched files; the figures published
+for each official weights file; no import circle between registry and weights. Downloads are tested
+against a real server in test_weights_fetch.py. Every cache is redirected into tmp_path through the
+variables torch/huggingface_hub honour."""
 import json
 from pathlib import Path
 
@@ -217,33 +219,97 @@ def test_nothing_resolves_offline_names_every_place(tmp_path):
     assert "no official weights published" in resolve_weights("cifar_resnet20")[1]
 
 
-def test_download_lands_where_resolution_finds_it(tmp_path, monkeypatch):
-    """The download glue, offline: torch hub's downloader is replaced by one writing the file."""
-    monkeypatch.delenv("IMNET_OFFLINE")
-    state = _trained("simplenetv1_small_m1_05")
-    fetched = []
-
-    def fake_download(url, dst, progress=True):
-        fetched.append(url)
-        torch.save(state, dst)
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    model = zoo.create_model("simplenetv1_small_m1_05", pretrained=True)
-    assert _same_weights(model, state)
-    assert fetched == [zoo.get_config("simplenetv1_small_m1_05").weights.url]
-    assert resolve_weights("simplenetv1_small_m1_05")[1] == "torch hub cache"  # second time: no download
-
-    def failing_download(url, dst, progress=True):
-        raise OSError("network unreachable")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", failing_download)
-    with pytest.raises(ImnetError, match="could not download weights .*IMNET_WEIGHTS"):
-        zoo.create_model("simplenetv1_small_m2_05", pretrained=True)
-
-
 def test_zoo_table_shows_where_weights_resolve(tmp_path, monkeypatch):
     monkeypatch.setenv("IMNET_WEIGHTS", str(tmp_path))
     torch.save(_trained(SMALL), tmp_path / f"{SMALL}.pth")
     rows = {r.name: r for r in zoo_rows([SMALL, "cifar_resnet32"], measure=False, progress=False)}
     assert rows[SMALL].weights == "$IMNET_WEIGHTS" and rows["cifar_resnet32"].weights == "-"
     assert zoo_weights.hf_hub_cache_dir() == tmp_path / "hf" / "hub"
+
+
+def test_zoo_table_shows_official_weights_and_their_published_figures():
+    rows = {r.name: r for r in zoo_rows(["resnet50", "dla46_c", "vanillanet_5", "cifar_resnet20"],
+                                        measure=False, weights=False, progress=False)}
+    r50 = rows["resnet50"]
+    assert r50.official_weights == "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+    assert (r50.weights_top1, r50.weights_top5, r50.weights_real_top1) == (76.13, 92.862, 82.969)
+    assert r50.weights_eval == "224/0.875/bilinear" and "ResNet50_Weights.IMAGENET1K_V1" in r50.weights_figures_from
+    assert "resnet50.tv_in1k, the same file" in r50.weights_figures_from
+    # resnet50 is torchvision's network and carries its figures; the pytorch_model_integration table's
+    # ResNet50 row is another network, pmi_resnet50 (issue 13).
+    assert r50.pub_top1 == 76.13 and r50.pub_source == "torchvision docs (same architecture)"
+    assert rows["dla46_c"].official_weights == "hf:timm/dla46_c.in1k"
+    assert rows["vanillanet_5"].weights_top1 == 72.49 and rows["vanillanet_5"].weights_top5 is None
+    assert rows["cifar_resnet20"].official_weights == "" and rows["cifar_resnet20"].weights_top1 is None
+
+
+@pytest.mark.parametrize("name", [n for n in zoo.list_models() if zoo.get_config(n).weights is not None])
+def test_every_official_weights_file_carries_figures_at_its_eval_config(name):
+    config = zoo.get_config(name)
+    fig = config.weights.figures
+    assert fig is not None and fig.top1 is not None and fig.source
+    assert fig.matches(config.input_size[-1], config.crop_pct, config.interpolation), fig.eval_config()
+
+
+def test_figures_come_from_the_weights_own_source():
+    # torchvision: the installed torchvision's weight docs, for the very file the zoo names.
+    tv = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["_metrics"]["ImageNet-1K"]
+    r50 = zoo.get_config("resnet50").weights.figures
+    assert (r50.top1, r50.top5) == (tv["acc@1"], tv["acc@5"])
+    b1 = zoo.get_config("efficientnet_b1")  # torchvision's default is V2 (240 px, bilinear)
+    v2 = torchvision.models.EfficientNet_B1_Weights.IMAGENET1K_V2
+    assert b1.weights.url == v2.url and b1.weights.figures.top1 == v2.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+    assert b1.weights.figures.eval_config() == "240/0.9412/bilinear" and b1.published.top1 == 78.8  # paper's
+    # timm: results CSVs at the zoo's eval config (mobilenetv1_100 has rows at 224 and 256).
+    mv1 = zoo.get_config("mobilenetv1_100").weights.figures
+    assert (mv1.top1, mv1.top5, mv1.real_top1, mv1.img_size) == (75.388, 92.310, 82.292, 224)
+    # The seeds' READMEs: SimpleNet (with ReaL for the m2 models), VanillaNet (top-1 only, EMA).
+    for name in zoo.list_models("simplenetv1_*"):
+        config = zoo.get_config(name)
+        assert (config.weights.figures.top1, config.weights.figures.real_top1) == (
+            config.published.top1, config.published.real_top1)
+    assert "EMA" in zoo.get_config("vanillanet_9").weights.figures.source
+    # The figures follow the file: a pass-through name with other weights gets their own.
+    ssl = zoo.get_config("timm/resnext101_32x4d").weights
+    assert ssl.hf_hub_id.endswith("fb_ssl_yfcc100m_ft_in1k") and ssl.figures.top1 == 80.936
+
+
+def test_resnext101_32x4d_points_at_imagenet_1k_weights():
+    """timm's default resnext101_32x4d weights are pretrained semi-weakly supervised on YFCC100M;
+    the zoo row (the pytorch_model_integration table, ImageNet-1k training) names the Gluon ones."""
+    config = zoo.get_config("resnext101_32x4d")
+    assert config.weights.hf_hub_id == "timm/resnext101_32x4d.gluon_in1k"
+    assert "semiweak" not in (config.weights.url or "") and "yfcc" not in config.weights.hf_hub_id
+    assert config.interpolation == "bicubic" and config.weights.figures.top1 == 80.336
+    assert config.weights.figures.real_top1 == 85.740
+
+
+def _imports(module_path: Path) -> set[str]:
+    """Every imnet module a source file imports, at the top or inside functions."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(module_path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("imnet"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("imnet"))
+    return found
+
+
+def test_no_import_circle_between_registry_and_weights():
+    """registry and weights import the shared records (imnet.zoo.config), never each other, not even
+    inside a function; create_model, which needs both, is imnet.zoo.factory."""
+    zoo_dir = Path(zoo.__file__).parent
+    machinery = ["config", "figures", "registry", "weights", "factory", "official"]
+    graph = {m: {i.split(".")[2] for i in _imports(zoo_dir / f"{m}.py")
+                 if i.startswith("imnet.zoo.") and i.split(".")[2] in machinery} - {m}
+             for m in machinery}
+    assert "weights" not in graph["registry"] and "factory" not in graph["registry"]
+    assert graph["config"] == set() and graph["figures"] == {"config"}
+
+    def reaches(start, goal, seen=()):
+        return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in graph[start])
+
+    assert not any(reaches(m, m) for m in machinery), graph

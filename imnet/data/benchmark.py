@@ -277,8 +277,9 @@ def _imnet(root: Path, pipeline: str, workers: int, batch_size: int, backend: st
     if pipeline == "train":
         return build_train_loader(root, mean=MEAN, std=STD, batch_size=batch_size, workers=workers,
                                   loader=backend)
+    # persistent workers, as the baseline's: a timed pass measures decoding, not worker start-up
     return build_eval_loader(root, crop_size=224, resize_size=256, mean=MEAN, std=STD,
-                             batch_size=batch_size, workers=workers, loader=backend)
+                             batch_size=batch_size, workers=workers, loader=backend, persistent_workers=True)
 
 
 LOADER_FACTORIES: dict[str, Callable[[Path, str, int, int], Iterable]] = {

@@ -1,37 +1,48 @@
-"""DALI pipelines: one ``@pipeline_def`` per recipe, the decoder device a parameter.
+"""DALI pipelines: one ``@pipeline_def`` per recipe, the decoder device a parameter; built once per
+loader and run for every epoch or pass.
 
 ``decoder="mixed"`` decodes with nvJPEG on the GPU (``hw_decoder_load`` of the work goes to the A100/
 H100 hardware JPEG decoder) and everything after runs on the GPU; ``decoder="cpu"`` with
 ``device_id=None`` runs the same graph on the CPU, which is how CI exercises every line here.
 
-The readers get a DALI ``file_list`` whose label column is the *position* in the split's list, not
-the class: positions make the eval's ``indices`` exact, let the reader's padding be dropped by
-position, and let a pass resume after an undecodable image; class labels are looked up from the
-positions in Python. These lists are written to a temporary folder per loader (a file list is parsed
-by DALI in C++: 1.28M entries build in ~2 s, passed as a Python ``files=`` list they took ~14 s).
+What to read comes from an ``external_source``: per batch, the files' paths (read by DALI's own
+``fn.io.file.read`` on its threads) and their *positions* in the split's list. The loader owns the
+order, the same one the torch loader uses (:class:`~imnet.data.base.EpochOrder` for train, the
+rank's contiguous shard for eval), so one pipeline serves every epoch: ``set_epoch`` changes what the
+source hands out at the next pass, with no pipeline, file list or decoder rebuilt. Positions make the
+eval's ``indices`` exact and let a pass resume after an undecodable image; class labels are looked up
+from them in Python. A pipeline is rebuilt only after it raised (DALI pipelines are not reusable
+after an error) or when a pass was left with batches undelivered.
+
+Decoder settings ("mixed" only): nvJPEG scratch stays at DALI's defaults (16 MiB of GPU memory and
+2 x 8 MiB pinned per thread, :mod:`imnet.data.resources`); only the hardware decoder's
+preallocation hint for ImageNet's largest image is given, as NVIDIA's current ResNet-50 example does.
+``jpeg_fancy_upsampling`` is on for eval *and* train: chroma is upsampled the way libjpeg does for
+PIL and the CPU twin, so GPU-decoded pixels match the CPU paths (and published, PIL-based
+figures); training sees the same pixels as evaluation, for the cost of an interpolation in the
+colour-conversion step (measured by benchmarks/gpu.sh).
 """
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+import os
 from typing import Iterator
 
+import numpy as np
 import torch
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
+from imnet.data.base import EvalBatch, EvalLoader, Normalization, TrainLoader, torch_device
 from imnet.data.decode import probe_image
 from imnet.data.filelist import SplitList
-from imnet.data.loaders import EvalBatch, EvalLoader, Normalization, TrainLoader, torch_device
 from imnet.data.transforms import CROP_LAYOUTS, INTERPOLATIONS
 from imnet.errors import ImnetError
 
-READER = "Reader"
 PREFETCH = 2
-# nvJPEG scratch sizes, and the hardware decoder's preallocation for ImageNet's largest image, as in
-# DALI's ResNet-50 example: no reallocations during the first epochs. "mixed" decoding only.
-MIXED_DECODER_PADDING = dict(device_memory_padding=211_025_920, host_memory_padding=140_544_512,
-                             preallocate_width_hint=5980, preallocate_height_hint=6430)
+# The hardware decoder's preallocation for ImageNet's largest image (NVIDIA's ResNet-50 example).
+# benchmarks/gpu.sh measures what it costs; set to {} there to compare.
+MIXED_DECODER_HINTS = dict(preallocate_width_hint=5980, preallocate_height_hint=6430)
+FANCY_UPSAMPLING = True
 
 
 def decoder_for(device: str) -> tuple[str, int | None]:
@@ -42,11 +53,24 @@ def decoder_for(device: str) -> tuple[str, int | None]:
     return "cpu", None
 
 
+def _mixed_options(decoder: str, hw_decoder_load: float) -> dict:
+    if decoder != "mixed":
+        return {}
+    return dict(MIXED_DECODER_HINTS, hw_decoder_load=hw_decoder_load,
+                jpeg_fancy_upsampling=FANCY_UPSAMPLING)
+
+
 def decode(encoded, decoder: str, hw_decoder_load: float):
     """Decode to RGB (HWC uint8) on ``decoder`` ("cpu" or "mixed"); EXIF orientation ignored, as PIL."""
-    extra = dict(MIXED_DECODER_PADDING, hw_decoder_load=hw_decoder_load) if decoder == "mixed" else {}
     return fn.decoders.image(encoded, device=decoder, output_type=types.RGB, adjust_orientation=False,
-                             **extra)
+                             **_mixed_options(decoder, hw_decoder_load))
+
+
+def read_files(source):
+    """The external source of file paths and list positions, and the files' bytes read by DALI."""
+    paths, positions = fn.external_source(source=source, num_outputs=2, batch=True,
+                                          dtype=[types.UINT8, types.INT64])
+    return fn.io.file.read(paths), positions
 
 
 def resize_shorter(images, resize_size: int, interp):
@@ -81,22 +105,22 @@ def crop_positions(extent):
             "centre_mirrored": fn.cast(extent - centre, dtype=types.FLOAT) / denominator}
 
 
-def _normalize_args(norm: Normalization) -> dict:
+def _normalize_args(norm: Normalization, channels_last: bool) -> dict:
     return dict(mean=[255.0 * m for m in norm.mean], std=[255.0 * s for s in norm.std],
-                dtype=types.FLOAT16 if norm.fp16 else types.FLOAT, output_layout="CHW")
+                dtype=types.FLOAT16 if norm.fp16 else types.FLOAT,
+                output_layout="HWC" if channels_last else "CHW")
 
 
 @pipeline_def
-def eval_pipeline(file_root: str, file_list: str, shard_id: int, num_shards: int, decoder: str, resize_size: int, crop_size: int, crops: int,
-                  interpolation: str, norm: Normalization, hw_decoder_load: float = 0.65):
+def eval_pipeline(source, decoder: str, resize_size: int, crop_size: int, crops: int,
+                  interpolation: str, norm: Normalization, channels_last: bool = False,
+                  hw_decoder_load: float = 0.65):
     """Eval: read, decode, resize the shorter side, cut 1/5/10 crops of one decoded image, stack.
 
-    Outputs ``(crops, 3, crop_size, crop_size)`` normalized images and the list position per sample.
+    Outputs ``(crops, 3, crop_size, crop_size)`` normalized images (``(crops, crop_size, crop_size,
+    3)`` with ``channels_last``) and the list position per sample.
     """
-    encoded, position = fn.readers.file(file_root=file_root, file_list=file_list,
-                                        shard_id=shard_id, num_shards=num_shards,
-                                        random_shuffle=False, pad_last_batch=True,
-                                        stick_to_shard=True, name=READER)
+    encoded, position = read_files(source)
     images = decode(encoded, decoder, hw_decoder_load)
     interp = getattr(types, INTERPOLATIONS[interpolation][1])
     images, height, width = resize_shorter(images, resize_size, interp)
@@ -104,30 +128,29 @@ def eval_pipeline(file_root: str, file_list: str, shard_id: int, num_shards: int
     along_x = crop_positions(width - crop_size)
     views = [fn.crop_mirror_normalize(images, crop=(crop_size, crop_size), crop_pos_y=along_y[vertical],
                                       crop_pos_x=along_x[horizontal], mirror=int(mirrored),
-                                      **_normalize_args(norm))
+                                      **_normalize_args(norm, channels_last))
              for vertical, horizontal, mirrored in CROP_LAYOUTS[crops]]
     return fn.stack(*views), position
 
 
 @pipeline_def
-def train_pipeline(file_root: str, file_list: str, shard_id: int, num_shards: int, decoder: str, aug: str, resize_size: int, crop_size: int,
-                   interpolation: str, norm: Normalization, hw_decoder_load: float = 0.65):
+def train_pipeline(source, decoder: str, aug: str, resize_size: int, crop_size: int,
+                   interpolation: str, norm: Normalization, channels_last: bool = False,
+                   hw_decoder_load: float = 0.65):
     """Train: "classic" = resize shorter side, random crop, flip; "rrc" = RandomResizedCrop fused into
     the decoder (only the chosen window is decoded), resize to the crop, flip. Then normalize.
 
-    Outputs ``(3, crop_size, crop_size)`` images and the list position per sample.
+    Outputs ``(3, crop_size, crop_size)`` images (``(crop_size, crop_size, 3)`` with
+    ``channels_last``) and the list position per sample.
     """
-    encoded, position = fn.readers.file(file_root=file_root, file_list=file_list,
-                                        shard_id=shard_id, num_shards=num_shards,
-                                        random_shuffle=False, pad_last_batch=False, name=READER)
+    encoded, position = read_files(source)
     interp = getattr(types, INTERPOLATIONS[interpolation][1])
     flip = fn.random.coin_flip(probability=0.5)
     if aug == "rrc":
-        extra = dict(MIXED_DECODER_PADDING, hw_decoder_load=hw_decoder_load) if decoder == "mixed" else {}
         images = fn.decoders.image_random_crop(encoded, device=decoder, output_type=types.RGB,
                                                adjust_orientation=False, random_area=[0.08, 1.0],
                                                random_aspect_ratio=[3 / 4, 4 / 3], num_attempts=10,
-                                               **extra)
+                                               **_mixed_options(decoder, hw_decoder_load))
         images = fn.resize(images, resize_x=crop_size, resize_y=crop_size, interp_type=interp,
                            antialias=True)
         window = {}
@@ -138,7 +161,7 @@ def train_pipeline(file_root: str, file_list: str, shard_id: int, num_shards: in
         # come up half as often as the others; immaterial at ImageNet's extents of 32+ pixels).
         window = dict(crop=(crop_size, crop_size), crop_pos_x=fn.random.uniform(range=(0.0, 1.0)),
                       crop_pos_y=fn.random.uniform(range=(0.0, 1.0)))
-    images = fn.crop_mirror_normalize(images, mirror=flip, **window, **_normalize_args(norm))
+    images = fn.crop_mirror_normalize(images, mirror=flip, **window, **_normalize_args(norm, channels_last))
     return images, position
 
 
@@ -156,34 +179,87 @@ def smoke_test(device: str) -> None:
     pipe.run()
 
 
-def _iterator(pipe, last_batch: LastBatchPolicy) -> DALIGenericIterator:
-    """Wrap ``pipe`` for PyTorch. The first batch is not prepared in the constructor, so a decoding
-    error surfaces in ``next()``, where the loaders catch it and name the file."""
-    pipe.build()
-    return DALIGenericIterator([pipe], ["images", "positions"], reader_name=READER,
-                               last_batch_policy=last_batch, auto_reset=False,
-                               prepare_first_batch=False)
+class PathSource:
+    """DALI external source: consecutive batches of (encoded path, position) over the positions of
+    the current pass (``start``); raises StopIteration after the last one, ending DALI's epoch.
+
+    DALI calls it when it schedules a batch (up to ``PREFETCH`` ahead), so ``start`` must be called
+    before the pass's first batch is requested; ``handed_out`` counts positions given so far."""
+
+    def __init__(self, split: SplitList, batch_size: int) -> None:
+        self._prefix = f"{split.root}/"
+        self._files = split.files
+        self.batch_size = batch_size
+        self.positions: list[int] = []
+        self.handed_out = 0
+
+    def start(self, positions: list[int]) -> None:
+        self.positions, self.handed_out = list(positions), 0
+
+    def __call__(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        chunk = self.positions[self.handed_out:self.handed_out + self.batch_size]
+        if not chunk:
+            raise StopIteration
+        self.handed_out += len(chunk)
+        # os.fsencode: the path's own bytes, so a non-UTF-8 file name reads as PIL would open it
+        return ([np.frombuffer(os.fsencode(self._prefix + self._files[p]), dtype=np.uint8) for p in chunk],
+                [np.array([p], dtype=np.int64) for p in chunk])
 
 
-class PositionLists:
-    """DALI file lists ("<relative path> <position>" per line) in a temporary folder owned by one
-    loader; removed by ``close()`` or when the loader is garbage collected."""
+class PipelineRunner:
+    """One built pipeline, its iterator and its :class:`PathSource`, run pass after pass.
 
-    def __init__(self, split: SplitList) -> None:
-        self.split = split
-        self._folder = tempfile.TemporaryDirectory(prefix="imnet-dali-")
-        self._lines: list[str] | None = None
+    ``run(positions)`` yields the pass's outputs (dicts of ``images`` and ``positions``). The
+    pipeline is reused while every pass it ran ended cleanly: drained to DALI's end of epoch, or with
+    all its batches handed out and delivered (DALI then ends the epoch without decoding more).
+    ``reusable`` is False after an error or an abandoned pass; the owner then builds a new one."""
 
-    def write(self, positions: list[int] | range, name: str) -> str:
-        """Write the entries at ``positions`` (in that order) to a list file; returns its path."""
-        if self._lines is None:
-            self._lines = [f"{file} {position}\n" for position, file in enumerate(self.split.files)]
-        path = Path(self._folder.name) / name
-        path.write_text("".join(self._lines[p] for p in positions), encoding="utf-8")
-        return str(path)
+    def __init__(self, pipe, source: PathSource) -> None:
+        pipe.build()
+        self.source = source
+        self.iterator = DALIGenericIterator([pipe], ["images", "positions"],
+                                            last_batch_policy=LastBatchPolicy.PARTIAL,
+                                            auto_reset=False, prepare_first_batch=False)
+        self.passes = 0
+        self.reusable = True
+        self._delivered = 0
+        self._open = False  # a pass whose end of epoch DALI has not yet reported
 
-    def close(self) -> None:
-        self._folder.cleanup()
+    def _finish_open_pass(self) -> None:
+        """Let DALI report the end of a pass whose batches were all delivered."""
+        if not self._open:
+            return
+        if self._delivered < len(self.source.positions):
+            self.reusable = False  # batches left in flight: only a new pipeline starts clean
+            return
+        try:
+            next(self.iterator)
+            self.reusable = False  # more than the pass: never expected
+        except StopIteration:
+            self._open = False
+
+    def run(self, positions: list[int]) -> Iterator[dict]:
+        self._finish_open_pass()
+        if not self.reusable:
+            raise RuntimeError("DALI pipeline reused after an unfinished pass or an error")
+        self.source.start(positions)
+        if self.passes:
+            self.iterator.reset()
+        self.passes += 1
+        self._open, self._delivered = True, 0
+        if not positions:
+            return
+        while True:
+            try:
+                output = next(self.iterator)[0]
+            except StopIteration:
+                self._open = False
+                return
+            except BaseException:
+                self.reusable = False
+                raise
+            self._delivered += int(output["positions"].shape[0])
+            yield output
 
 
 def _find_undecodable(split: SplitList, positions: list[int], window: int,
@@ -201,53 +277,71 @@ def _find_undecodable(split: SplitList, positions: list[int], window: int,
     return found
 
 
-class DaliEvalLoader(EvalLoader):
-    """Eval loader on DALI: "dali-gpu" (nvJPEG, output on the GPU) or "dali-cpu" (device_id=None)."""
+def _as_nchw(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """DALI's (..., H, W, 3) channels_last output as a (..., 3, H, W) view (no copy)."""
+    return images.movedim(-1, -3) if channels_last else images
+
+
+class _DaliLoader:
+    """What the DALI eval and train loaders share: decoder placement, the runner, (re)building."""
+
+    def _setup(self, split: SplitList, device: str, threads: int, batch_size: int) -> None:
+        self.decoder, self.device_id = decoder_for(device)
+        self.name = "dali-gpu" if self.decoder == "mixed" else "dali-cpu"
+        self.threads = self.workers = max(1, threads)
+        self._source_split, self._source_batch = split, batch_size
+        self._runner: PipelineRunner | None = None
+
+    def _make_pipeline(self, source: PathSource):
+        raise NotImplementedError
+
+    def _pass(self, positions: list[int]) -> Iterator[dict]:
+        """A pass over ``positions`` on the loader's pipeline, built (again) when needed."""
+        if self._runner is not None:
+            self._runner._finish_open_pass()
+        if self._runner is None or not self._runner.reusable:
+            self._runner = None  # let DALI free the old pipeline before building the next
+            source = PathSource(self._source_split, self._source_batch)
+            self._runner = PipelineRunner(self._make_pipeline(source), source)
+            self.pipeline_builds += 1
+        return self._runner.run(positions)
+
+    def close(self) -> None:
+        self._runner = None
+
+
+class DaliEvalLoader(_DaliLoader, EvalLoader):
+    """Eval loader on DALI: "dali-gpu" (nvJPEG, output on the GPU) or "dali-cpu" (device_id=None).
+    One pipeline for every pass; a pass that meets an undecodable image continues on a new one."""
 
     def __init__(self, split: SplitList, shard: range, *, crop_size: int, resize_size: int,
                  interpolation: str, norm: Normalization, crops: int, batch_size: int, threads: int,
-                 device: str, rank: int, world_size: int, skip_bad: bool,
+                 device: str, rank: int = 0, skip_bad: bool, channels_last: bool = False,
                  hw_decoder_load: float = 0.65) -> None:
-        super().__init__(split, shard, batch_size, skip_bad)
-        self.decoder, self.device_id = decoder_for(device)
-        self.name = "dali-gpu" if self.decoder == "mixed" else "dali-cpu"
-        self.rank, self.world_size = rank, world_size
-        self.threads = max(1, threads)
+        EvalLoader.__init__(self, split, shard, batch_size, skip_bad, channels_last)
+        self._setup(split, device, threads, batch_size)
+        self.rank = rank
         self.recipe = dict(decoder=self.decoder, resize_size=resize_size, crop_size=crop_size,
                            crops=crops, interpolation=interpolation, norm=norm,
-                           hw_decoder_load=hw_decoder_load)
-        self._lists = PositionLists(split)
+                           channels_last=channels_last, hw_decoder_load=hw_decoder_load)
 
-    def close(self) -> None:
-        self._lists.close()
-
-    def _start(self, positions: list[int] | None) -> DALIGenericIterator:
-        """An iterator over this rank's DALI shard (``positions`` None) or over ``positions``."""
-        if positions is None:
-            file_list = self._lists.write(range(len(self.files)), "eval.txt")
-            shard_id, num_shards = self.rank, self.world_size
-        else:
-            file_list = self._lists.write(positions, "eval-rest.txt")
-            shard_id, num_shards = 0, 1
-        pipe = eval_pipeline(file_root=str(self.split.root), file_list=file_list,
-                             shard_id=shard_id, num_shards=num_shards, batch_size=self.batch_size,
-                             num_threads=self.threads, device_id=self.device_id,
-                             prefetch_queue_depth=PREFETCH, **self.recipe)
-        return _iterator(pipe, LastBatchPolicy.PARTIAL)
+    def _make_pipeline(self, source: PathSource):
+        return eval_pipeline(source=source, batch_size=self.batch_size, num_threads=self.threads,
+                             device_id=self.device_id, prefetch_queue_depth=PREFETCH, **self.recipe)
 
     def __iter__(self) -> Iterator[EvalBatch]:
         self.skipped = []
         expected = list(self.shard)  # positions still to deliver, in reading order
         if not expected:  # more ranks than images: this rank's shard is empty
             return
-        iterator = self._start(None)
+        outputs = self._pass(expected)
         while expected:
             try:
-                output = next(iterator)[0]
+                output = next(outputs)
             except StopIteration:
                 break
-            except RuntimeError as err:
-                iterator = None  # drop the failed pipeline before probing and restarting
+            except RuntimeError:
+                outputs = None  # drop the failed pass before probing and restarting
                 bad = _find_undecodable(self.split, expected, (PREFETCH + 2) * self.batch_size,
                                         stop_at_first=not self.skip_bad)
                 if not bad:  # not a file PIL can pin down (or not a data problem): as it is
@@ -257,63 +351,53 @@ class DaliEvalLoader(EvalLoader):
                 dropped = {position for position, _ in bad}
                 expected = [p for p in expected if p not in dropped]
                 if expected:
-                    iterator = self._start(expected)
+                    outputs = self._pass(expected)
                 continue
             positions = output["positions"].view(-1).to(torch.int64)
-            # Keep the positions this rank still expects, in order; anything after them is the
-            # reader's padding of the last batch (a repeat of the shard's last image).
-            count = min(len(positions), len(expected))
-            want = torch.tensor(expected[:count], dtype=torch.int64)
-            if not torch.equal(positions[:count], want):
-                raise RuntimeError(f"DALI reader order diverged: got {positions[:count].tolist()}, "
+            want = torch.tensor(expected[:len(positions)], dtype=torch.int64)
+            if not torch.equal(positions, want):
+                raise RuntimeError(f"DALI output order diverged: got {positions.tolist()}, "
                                    f"expected {want.tolist()}")
-            expected = expected[count:]
-            yield EvalBatch(output["images"][:count], self._label_tensor[want], want)
+            expected = expected[len(positions):]
+            images = _as_nchw(output["images"], self.channels_last)
+            yield EvalBatch(images, self._label_tensor[want], want)
         if expected:  # never drop images silently
-            raise RuntimeError(f"DALI reader ended with {len(expected)} images of rank {self.rank}'s "
+            raise RuntimeError(f"DALI pipeline ended with {len(expected)} images of rank {self.rank}'s "
                                f"shard of {self.split.list_path} unread, from {expected[0]}")
 
 
-class DaliTrainLoader(TrainLoader):
-    """Train loader on DALI; a fresh pipeline per epoch reads that epoch's permutation of the list."""
+class DaliTrainLoader(_DaliLoader, TrainLoader):
+    """Train loader on DALI: one pipeline for the whole run, fed each epoch's order of positions
+    (:class:`~imnet.data.base.EpochOrder`, the torch loader's too). DALI's random augmentation
+    stream runs on across epochs from the pipeline's seed (seed, rank)."""
 
     def __init__(self, split: SplitList, *, crop_size: int, resize_size: int, aug: str,
                  interpolation: str, norm: Normalization, batch_size: int, threads: int, device: str,
-                 rank: int, world_size: int, seed: int, hw_decoder_load: float = 0.65) -> None:
-        super().__init__(split, batch_size, rank, world_size, seed)
-        self.decoder, self.device_id = decoder_for(device)
-        self.name = "dali-gpu" if self.decoder == "mixed" else "dali-cpu"
-        self.threads = max(1, threads)
+                 rank: int, world_size: int, seed: int, channels_last: bool = False,
+                 hw_decoder_load: float = 0.65) -> None:
+        TrainLoader.__init__(self, split, batch_size, rank, world_size, seed, channels_last)
+        self._setup(split, device, threads, batch_size)
         self.recipe = dict(decoder=self.decoder, aug=aug, resize_size=resize_size,
                            crop_size=crop_size, interpolation=interpolation, norm=norm,
-                           hw_decoder_load=hw_decoder_load)
+                           channels_last=channels_last, hw_decoder_load=hw_decoder_load)
         self._labels = torch.tensor(split.labels, dtype=torch.int64)
-        self._lists = PositionLists(split)
 
-    def close(self) -> None:
-        self._lists.close()
+    def _make_pipeline(self, source: PathSource):
+        return train_pipeline(source=source, batch_size=self.batch_size, num_threads=self.threads,
+                              device_id=self.device_id, prefetch_queue_depth=PREFETCH,
+                              seed=(self.schedule.seed * 7919 + self.rank) % 2**31, **self.recipe)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        # The epoch's order, cut to equal rank shares; the reader takes this rank's contiguous share
-        # (shard_id=rank), which is schedule.positions(), and drops its last partial batch.
-        order = self.schedule.order()
-        positions = self.schedule.positions()
-        pipe = train_pipeline(file_root=str(self.split.root),
-                              file_list=self._lists.write(order, "train.txt"),
-                              shard_id=self.rank, num_shards=self.world_size,
-                              batch_size=self.batch_size, num_threads=self.threads,
-                              device_id=self.device_id, prefetch_queue_depth=PREFETCH,
-                              seed=(self.schedule.seed * 7919 + self.epoch * 104_729 + self.rank) % 2**31,
-                              **self.recipe)
-        iterator = _iterator(pipe, LastBatchPolicy.DROP)
+        positions = self.schedule.batched_positions(self.batch_size)
         delivered = 0
+        outputs = self._pass(positions)
         while True:
             try:
-                output = next(iterator)[0]
+                output = next(outputs)
             except StopIteration:
                 return
             except RuntimeError as err:
-                iterator = None
+                outputs = None
                 bad = _find_undecodable(self.split, positions[delivered:],
                                         (PREFETCH + 2) * self.batch_size, stop_at_first=True)
                 if bad:
@@ -323,6 +407,5 @@ class DaliTrainLoader(TrainLoader):
                 raise
             batch_positions = output["positions"].view(-1).to(torch.int64)
             delivered += len(batch_positions)
-            labels = self._labels[batch_positions]
-            yield output["images"], labels.to(output["images"].device, non_blocking=True)
-
+            images = _as_nchw(output["images"], self.channels_last)
+            yield images, self._labels[batch_positions].to(images.device, non_blocking=True)

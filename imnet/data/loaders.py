@@ -1,22 +1,24 @@
-"""The loaders' public face: the batch and loader types, and the two builders with backend choice.
+"""The loaders' builders: backend choice, default resources, then a backend's loader.
 
 ``build_eval_loader`` / ``build_train_loader`` (signatures in docs/INTERFACES.md) return a DALI
 loader (``"dali-gpu"`` with nvJPEG decoding on ``device="cuda"``, ``"dali-cpu"`` otherwise) or the
-torchvision + PIL fallback (``"torch"``); ``loader="auto"`` takes DALI when it imports and runs a
-trivial pipeline, else torch, and says which on stderr.
+torchvision + PIL fallback (``"torch"``). ``loader="auto"`` takes the torch loader on the CPU (it
+is ~1.6x DALI-CPU per core, benchmarks/RESULTS.md) and DALI on a GPU when it imports and runs a
+trivial pipeline there (else torch), and says which on stderr. The types both backends share live
+in :mod:`imnet.data.base`; this module imports the backends, never the other way round.
 """
 from __future__ import annotations
 
-import os
 import sys
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, NamedTuple, Sequence
+from typing import Sequence
 
-import torch
-
-from imnet.data.filelist import SplitList, check_rank, read_split, shard_range
+from imnet.data.base import (EpochOrder, EvalBatch, EvalLoader, Normalization, TrainLoader,  # noqa: F401
+                             torch_device)
+from imnet.data.filelist import check_rank, read_split, shard_range
+from imnet.data.resources import default_workers  # noqa: F401  (re-exported)
+from imnet.data.resources import loader_resources
 from imnet.data.transforms import check_eval_geometry, check_interpolation
 from imnet.errors import ImnetError
 
@@ -24,163 +26,21 @@ LOADERS = ("auto", "dali", "torch")
 AUGMENTATIONS = ("classic", "rrc")
 
 
-class EvalBatch(NamedTuple):
-    """One eval batch: ``images`` (B, crops, 3, S, S) normalized float on the loader's device;
-    ``labels`` int64 (B,) class indices and ``indices`` int64 (B,) positions in the split's file list,
-    both on the CPU."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    indices: torch.Tensor
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """Per-channel mean and std in [0, 1] units (timm's convention); ``fp16`` asks for half output."""
-
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    fp16: bool = False
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.float16 if self.fp16 else torch.float32
-
-
-class EvalLoader:
-    """Iterates a rank's shard of a split once per pass, as :class:`EvalBatch` es.
-
-    Attributes: ``name`` (backend), ``files`` and ``labels`` (the whole list, relative paths and class
-    indices), ``num_images`` (this rank's shard), ``skipped`` ((position, file, reason) of images
-    skipped in the last pass with ``skip_bad``), ``len()`` = batches in a pass.
-    """
-
-    name = "abstract"
-
-    def __init__(self, split: SplitList, shard: range, batch_size: int, skip_bad: bool) -> None:
-        self.split = split
-        self.files: list[str] = split.files
-        self.labels: list[int] = split.labels
-        self.shard = shard
-        self.num_images = len(shard)
-        self.batch_size = batch_size
-        self.skip_bad = skip_bad
-        self.skipped: list[tuple[int, str, str]] = []
-        self._label_tensor = torch.tensor(split.labels, dtype=torch.int64)
-
-    def __len__(self) -> int:
-        return -(-self.num_images // self.batch_size)
-
-    def __iter__(self) -> Iterator[EvalBatch]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release worker processes / pipelines (also done when the loader is garbage collected)."""
-
-    def __enter__(self) -> "EvalLoader":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def _bad_image(self, position: int, reason: str) -> None:
-        """Record an undecodable image with ``skip_bad``, else raise ImnetError naming it."""
-        path = self.split.path(position)
-        if not self.skip_bad:
-            raise ImnetError(f"{path}: {reason} (listed in {self.split.list_path}; "
-                             f"--skip-bad counts such images as skipped)")
-        print(f"imnet: skipping {path}: {reason}", file=sys.stderr)
-        self.skipped.append((position, self.files[position], reason))
-
-
-@dataclass
-class EpochOrder:
-    """Which positions of a list of ``num_images`` rank ``rank`` reads in epoch ``epoch``.
-
-    The epoch's order is a permutation of the whole list drawn from ``(seed, epoch)``, cut to a
-    multiple of ``world_size``; rank ``r`` reads its ``r``-th contiguous share (DALI's shard).
-    """
-
-    num_images: int
-    rank: int
-    world_size: int
-    seed: int
-    epoch: int = 0
-
-    @property
-    def per_rank(self) -> int:
-        return self.num_images // self.world_size
-
-    def order(self) -> list[int]:
-        """The epoch's order of the whole list (all ranks), cut to a multiple of world_size."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.num_images, generator=generator)[:self.per_rank * self.world_size].tolist()
-
-    def positions(self) -> list[int]:
-        """This rank's positions for the epoch, in reading order."""
-        return self.order()[self.rank * self.per_rank:(self.rank + 1) * self.per_rank]
-
-
-class TrainLoader:
-    """Iterates one epoch of a rank's share of the train split as ``(images (B, 3, S, S), labels (B,))``
-    on the loader's device.
-
-    ``set_epoch(epoch)`` picks the epoch's order (:class:`EpochOrder`): all ranks see disjoint images
-    and the same number of full batches, ``len()``; the last partial batch is dropped.
-    """
-
-    name = "abstract"
-
-    def __init__(self, split: SplitList, batch_size: int, rank: int, world_size: int, seed: int) -> None:
-        self.split = split
-        self.batch_size = batch_size
-        self.rank = rank
-        self.world_size = world_size
-        self.schedule = EpochOrder(len(split), rank, world_size, seed)
-        if self.schedule.per_rank < batch_size:
-            raise ImnetError(f"{split.list_path}: {len(split)} images are too few for one batch of "
-                             f"{batch_size} on each of {world_size} rank(s)")
-        self._batches = self.schedule.per_rank // batch_size
-
-    @property
-    def epoch(self) -> int:
-        return self.schedule.epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the order of epoch ``epoch`` (deterministic in ``(seed, epoch)``)."""
-        self.schedule.epoch = epoch
-
-    def __len__(self) -> int:
-        return self._batches
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release worker processes / pipelines."""
-
-    def __enter__(self) -> "TrainLoader":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-
-def default_workers() -> int:
-    """CPU cores this process may use: the default DALI thread / DataLoader worker count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def build_eval_loader(data: Path, split: str = "val", *, crop_size: int, resize_size: int,
                       interpolation: str = "bilinear", mean: Sequence[float], std: Sequence[float],
                       crops: int = 1, batch_size: int = 64, workers: int | None = None,
                       loader: str = "auto", device: str = "cpu", rank: int = 0, world_size: int = 1,
-                      limit: int | None = None, skip_bad: bool = False,
-                      fp16: bool = False) -> EvalLoader:
+                      limit: int | None = None, skip_bad: bool = False, fp16: bool = False,
+                      channels_last: bool = False, persistent_workers: bool = False) -> EvalLoader:
     """An eval loader over ``data/meta/<split>.txt``: resize the shorter side to ``resize_size``
     (torchvision's size rule), cut ``crops`` (1 centre, 5 FiveCrop, 10 TenCrop) of ``crop_size``,
     normalize with ``mean``/``std`` (in [0, 1] units). Rank ``rank`` of ``world_size`` reads its
-    contiguous shard of the first ``limit`` images once; see :class:`EvalLoader`.
+    contiguous shard of the first ``limit`` images once per pass; see :class:`EvalLoader`.
+    ``workers`` None: this rank's share of the CPUs (:mod:`imnet.data.resources`). ``channels_last``:
+    images in NHWC memory, as a channels_last model wants them (no conversion per batch later).
+    ``persistent_workers`` (torch backend): keep the DataLoader workers between passes; off, a pass
+    starts its workers and ends them (a training run's val loader does not hold them through the
+    epochs). DALI keeps its one pipeline either way.
     """
     check_eval_geometry(crop_size, resize_size, crops)
     check_interpolation(interpolation)
@@ -189,32 +49,34 @@ def build_eval_loader(data: Path, split: str = "val", *, crop_size: int, resize_
     table = read_split(Path(data), split, limit)
     shard = shard_range(len(table), rank, world_size)
     norm = Normalization(_triple(mean, "mean"), _triple(std, "std"), fp16)
-    workers = default_workers() if workers is None else workers
     backend = choose_loader(loader, device)
     if backend == "dali":
-        from imnet.data.dali import DaliEvalLoader
+        from imnet.data.dali import DaliEvalLoader, decoder_for
 
+        threads = _default_threads(workers, "dali-gpu" if decoder_for(device)[0] == "mixed" else "dali-cpu")
         return DaliEvalLoader(table, shard, crop_size=crop_size, resize_size=resize_size,
                               interpolation=interpolation, norm=norm, crops=crops,
-                              batch_size=batch_size, threads=workers, device=device, rank=rank,
-                              world_size=world_size, skip_bad=skip_bad)
+                              batch_size=batch_size, threads=threads, device=device, rank=rank,
+                              skip_bad=skip_bad, channels_last=channels_last)
     from imnet.data.torch_loader import TorchEvalLoader
 
     return TorchEvalLoader(table, shard, crop_size=crop_size, resize_size=resize_size,
                            interpolation=interpolation, norm=norm, crops=crops, batch_size=batch_size,
-                           workers=workers, device=device, skip_bad=skip_bad)
+                           workers=_default_threads(workers, "torch"), device=device,
+                           skip_bad=skip_bad, channels_last=channels_last, persistent=persistent_workers)
 
 
 def build_train_loader(data: Path, *, crop_size: int = 224, resize_size: int = 256,
                        aug: str = "classic", interpolation: str = "bilinear",
                        mean: Sequence[float], std: Sequence[float], batch_size: int = 64,
                        workers: int | None = None, loader: str = "auto", device: str = "cpu",
-                       rank: int = 0, world_size: int = 1, seed: int = 0,
-                       fp16: bool = False) -> TrainLoader:
+                       rank: int = 0, world_size: int = 1, seed: int = 0, fp16: bool = False,
+                       channels_last: bool = False) -> TrainLoader:
     """A train loader over ``data/meta/train.txt``. ``aug="classic"``: resize the shorter side to
     ``resize_size``, random ``crop_size`` crop, random horizontal flip; ``aug="rrc"``:
     RandomResizedCrop(scale 0.08-1, ratio 3/4-4/3) to ``crop_size`` and flip. Then normalize.
     See :class:`TrainLoader` for the order and sharding; batches are full (the remainder is dropped).
+    ``workers`` and ``channels_last`` as for :func:`build_eval_loader`.
     """
     if aug not in AUGMENTATIONS:
         raise ImnetError(f"unknown augmentation {aug!r} (expected one of {', '.join(AUGMENTATIONS)})")
@@ -225,28 +87,48 @@ def build_train_loader(data: Path, *, crop_size: int = 224, resize_size: int = 2
     _check_batch(batch_size, workers)
     table = read_split(Path(data), "train")
     norm = Normalization(_triple(mean, "mean"), _triple(std, "std"), fp16)
-    workers = default_workers() if workers is None else workers
     options = dict(crop_size=crop_size, resize_size=resize_size, aug=aug, interpolation=interpolation,
                    norm=norm, batch_size=batch_size, device=device, rank=rank,
-                   world_size=world_size, seed=seed)
+                   world_size=world_size, seed=seed, channels_last=channels_last)
     if choose_loader(loader, device) == "dali":
-        from imnet.data.dali import DaliTrainLoader
+        from imnet.data.dali import DaliTrainLoader, decoder_for
 
-        return DaliTrainLoader(table, threads=workers, **options)
+        threads = _default_threads(workers, "dali-gpu" if decoder_for(device)[0] == "mixed" else "dali-cpu")
+        return DaliTrainLoader(table, threads=threads, **options)
     from imnet.data.torch_loader import TorchTrainLoader
 
-    return TorchTrainLoader(table, workers=workers, **options)
+    return TorchTrainLoader(table, workers=_default_threads(workers, "torch"), **options)
+
+
+def _default_threads(workers: int | None, backend: str) -> int:
+    return loader_resources().threads(backend) if workers is None else workers
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def _announce(message: str) -> None:
+    """Print the loader choice on stderr once per process (eval builds a loader per model)."""
+    if message not in _ANNOUNCED:
+        _ANNOUNCED.add(message)
+        print(message, file=sys.stderr)
 
 
 def choose_loader(loader: str, device: str) -> str:
     """Resolve ``loader`` ("auto", "dali", "torch") to "dali" or "torch" for ``device``.
 
-    "auto" takes DALI when it imports and runs a one-sample pipeline on ``device``, else torch, and
-    prints the choice (and why) on stderr. "dali" raises ImnetError when DALI does not work.
+    "auto" takes torch on the CPU (per core the torch loader is ~1.6x DALI-CPU: RESULTS.md) and,
+    on a GPU, DALI when it imports and runs a one-sample pipeline there, else torch; it prints the
+    choice and why on stderr. "dali" raises ImnetError when DALI does not work on ``device``.
     """
     if loader not in LOADERS:
         raise ImnetError(f"unknown loader {loader!r} (expected one of {', '.join(LOADERS)})")
     if loader == "torch":
+        return "torch"
+    on_gpu = torch_device(device).type == "cuda"
+    if loader == "auto" and not on_gpu:
+        _announce("imnet: loader: torch (auto on the CPU: faster per core than DALI-CPU; "
+                  "--loader dali to choose it)")
         return "torch"
     problem = dali_problem(device)
     if loader == "dali":
@@ -254,9 +136,9 @@ def choose_loader(loader: str, device: str) -> str:
             raise ImnetError(f"--loader dali: DALI does not work here ({problem}); use --loader torch")
         return "dali"
     if problem:
-        print(f"imnet: loader: torch (DALI unavailable: {problem})", file=sys.stderr)
+        _announce(f"imnet: loader: torch (DALI unavailable on {device}: {problem})")
         return "torch"
-    print(f"imnet: loader: dali ({'gpu' if device.startswith('cuda') else 'cpu'})", file=sys.stderr)
+    _announce("imnet: loader: dali (gpu)")
     return "dali"
 
 
@@ -272,17 +154,6 @@ def dali_problem(device: str) -> str | None:
     except Exception as err:  # any failure means "do not use DALI here"; the reason is reported
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     return None
-
-
-def torch_device(device: str) -> torch.device:
-    """``device`` ("cpu", "cuda", "cuda:N") as a torch.device; ImnetError for other strings."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ImnetError(f"unknown device {device!r}: {err}") from None
-    if parsed.type not in ("cpu", "cuda"):
-        raise ImnetError(f"device must be cpu or cuda[:N], got {device!r}")
-    return parsed
 
 
 def _triple(values: Sequence[float], what: str) -> tuple[float, float, float]:

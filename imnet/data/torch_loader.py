@@ -5,10 +5,11 @@ draft where safe) and torchvision's size rule, and cut torchvision's CenterCrop/
 (``transforms.crop_boxes``; for one centre crop, and for the classic train recipe's random crop,
 only the crop's box is resized: the same pixels for less work). They hand over uint8 images in
 PIL's own (H, W, 3) layout, collated straight into shared memory: no transposing copy per image and
-4x less to copy and pin than float. After the copy to ``device`` the main process transposes to
-(3, H, W) within the cast to float and normalizes in place (on the CPU on one thread, into reused
-buffers: :class:`_ReusedBuffers`). A
-file that does not decode comes back as a marker, so the main process can name it (ImnetError) or
+4x less to copy and pin than float. After the copy to ``device`` the main process casts to float
+and normalizes in place (on the CPU on one thread, into reused buffers: :class:`_ReusedBuffers`):
+for a channels_last model the (H, W, 3) memory stays and the result is its (3, H, W) view, for an
+NCHW one the cast's copy also transposes. The train workers persist through the run; eval workers
+live for one pass. A file that does not decode comes back as a marker, so the main process can name it (ImnetError) or
 record it as skipped.
 
 Per-image CPU costs behind these choices are in benchmarks/RESULTS.md ("Where the CPU time goes").
@@ -25,11 +26,10 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
+from imnet.data.base import EpochOrder, EvalBatch, EvalLoader, Normalization, TrainLoader, torch_device
 from imnet.data.decode import decode_resized, decode_rgb
 from imnet.data.filelist import SplitList
 from imnet.data.transforms import crop_boxes
-from imnet.data.loaders import (EpochOrder, EvalBatch, EvalLoader, Normalization, TrainLoader,
-                                torch_device)
 from imnet.errors import ImnetError
 
 # Item = (uint8 (..., H, W, 3) image tensor or None when undecodable, list position, reason)
@@ -173,21 +173,27 @@ class _ReusedBuffers:
 
 class _Normalizer:
     """uint8 (..., H, W, 3) -> float (or half) (..., 3, H, W) on ``device``,
-    ``(x / 255 - mean) / std`` per channel: one copy that transposes and casts, then two in place."""
+    ``(x / 255 - mean) / std`` per channel: one copy that casts (and, for NCHW, transposes), then
+    two in place. With ``channels_last`` the buffer keeps the workers' (..., H, W, 3) memory and the
+    result is a (..., 3, H, W) view of it: the channels_last layout, made once, without a transpose."""
 
-    def __init__(self, norm: Normalization, device: torch.device) -> None:
-        self.device, self.dtype = device, norm.dtype
-        self.mean = torch.tensor(norm.mean, device=device).view(3, 1, 1) * 255
-        self.std = torch.tensor(norm.std, device=device).view(3, 1, 1) * 255
+    def __init__(self, norm: Normalization, device: torch.device, channels_last: bool = False) -> None:
+        self.device, self.dtype, self.channels_last = device, norm.dtype, channels_last
+        shape = (3,) if channels_last else (3, 1, 1)
+        self.mean = torch.tensor(norm.mean, device=device).view(shape) * 255
+        self.std = torch.tensor(norm.std, device=device).view(shape) * 255
         self._buffers = _ReusedBuffers() if device.type == "cpu" else None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device, non_blocking=True).movedim(-1, -3)
+        images = images.to(self.device, non_blocking=True)
+        if not self.channels_last:
+            images = images.movedim(-1, -3)
         shape, on_cpu = tuple(images.shape), self._buffers is not None
         with _one_thread() if on_cpu else nullcontext():
             out = (self._buffers.get(shape, torch.float32) if on_cpu else
                    torch.empty(shape, dtype=torch.float32, device=self.device))
-            return out.copy_(images).sub_(self.mean).div_(self.std).to(self.dtype)
+            out = out.copy_(images).sub_(self.mean).div_(self.std).to(self.dtype)
+        return out.movedim(-1, -3) if self.channels_last else out
 
 
 @contextmanager
@@ -210,25 +216,31 @@ def _one_thread() -> Iterator[None]:
 
 
 def _data_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
-                 drop_last: bool, sampler: Sampler | None = None) -> DataLoader:
+                 drop_last: bool, persistent: bool, sampler: Sampler | None = None) -> DataLoader:
+    """A DataLoader with ``workers`` processes; ``persistent`` keeps them between passes (train)
+    instead of ending them after each pass (eval: a training run's val workers do not sit idle
+    through the epochs)."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
-                      num_workers=workers, persistent_workers=workers > 0,
+                      num_workers=workers, persistent_workers=persistent and workers > 0,
                       pin_memory=device.type == "cuda", collate_fn=collate, drop_last=drop_last)
 
 
 class TorchEvalLoader(EvalLoader):
-    """Eval loader on a torch DataLoader with ``workers`` processes (0 = in the main process)."""
+    """Eval loader on a torch DataLoader with ``workers`` processes (0 = in the main process),
+    started for each pass and ended after it unless ``persistent``."""
 
     name = "torch"
 
     def __init__(self, split: SplitList, shard: range, *, crop_size: int, resize_size: int,
                  interpolation: str, norm: Normalization, crops: int, batch_size: int, workers: int,
-                 device: str, skip_bad: bool) -> None:
-        super().__init__(split, shard, batch_size, skip_bad)
+                 device: str, skip_bad: bool, channels_last: bool = False, persistent: bool = False) -> None:
+        super().__init__(split, shard, batch_size, skip_bad, channels_last)
         self.device = torch_device(device)
-        self._normalize = _Normalizer(norm, self.device)
+        self.workers = workers
+        self._normalize = _Normalizer(norm, self.device, channels_last)
         dataset = EvalDataset(split, list(shard), resize_size, crop_size, crops, interpolation)
-        self._loader = _data_loader(dataset, batch_size, workers, self.device, drop_last=False)
+        self._loader = _data_loader(dataset, batch_size, workers, self.device, drop_last=False,
+                                    persistent=persistent)
 
     def __iter__(self) -> Iterator[EvalBatch]:
         self.skipped = []
@@ -264,14 +276,15 @@ class TorchTrainLoader(TrainLoader):
 
     def __init__(self, split: SplitList, *, crop_size: int, resize_size: int, aug: str,
                  interpolation: str, norm: Normalization, batch_size: int, workers: int, device: str,
-                 rank: int, world_size: int, seed: int) -> None:
-        super().__init__(split, batch_size, rank, world_size, seed)
+                 rank: int, world_size: int, seed: int, channels_last: bool = False) -> None:
+        super().__init__(split, batch_size, rank, world_size, seed, channels_last)
         self.device = torch_device(device)
-        self._normalize = _Normalizer(norm, self.device)
+        self.workers = workers
+        self._normalize = _Normalizer(norm, self.device, channels_last)
         self._labels = torch.tensor(split.labels, dtype=torch.int64)
         dataset = TrainDataset(split, aug, resize_size, crop_size, interpolation)
         self._loader = _data_loader(dataset, batch_size, workers, self.device, drop_last=True,
-                                    sampler=_EpochSampler(self.schedule))
+                                    persistent=True, sampler=_EpochSampler(self.schedule))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, positions, bad in self._loader:

@@ -3,7 +3,8 @@
 ``train(TrainConfig(arch=..., data=..., recipe=load_recipe("classic"))) -> Path`` returns the run
 directory (``run.json``, ``last.pth``, ``best.pth``, ``summary.csv``, ``deploy.pth`` for VanillaNet).
 Recipes are data (:mod:`imnet.train.recipes`); checkpoints are atomic and strict
-(:mod:`imnet.train.checkpoint`); the loop is :mod:`imnet.train.loop`.
+(:mod:`imnet.train.checkpoint`, :mod:`imnet.train.state`); the loop is :mod:`imnet.train.loop`, which
+drives :mod:`~imnet.train.step`, :mod:`~imnet.train.epoch` and :mod:`~imnet.train.validation`.
 """
 from imnet.train.checkpoint import load_checkpoint, read_run_record
 from imnet.train.loop import SUMMARY_COLUMNS, TrainConfig, TrainingDiverged, train

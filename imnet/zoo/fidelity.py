@@ -520,7 +520,8 @@ def check_package_reference(name: str, reference: Reference) -> FunctionCheck:
     seeded input (eval mode): "same" when equal within 1e-5 of the logits' scale."""
     import importlib
 
-    from imnet.zoo.registry import create_model, get_config
+    from imnet.zoo.factory import create_model
+    from imnet.zoo.registry import get_config
 
     if reference.requires:
         try:
@@ -580,7 +581,8 @@ def check_recording(key: str, recording: Mapping[str, Any], structure: bool = Tr
     the original's key names and shapes loaded through the config's ``checkpoint_filter`` (strictly:
     the filter must drop the original's dead keys), with ``numbers`` seeded and run on the recorded
     input (on the CPU), the output's fingerprint compared with the original's."""
-    from imnet.zoo.registry import create_model, get_config
+    from imnet.zoo.factory import create_model
+    from imnet.zoo.registry import get_config
 
     name = recording["zoo"]
     label = f"original {load_originals()['sources'][recording['source']]['repository']} {recording['file']} {recording['build']}"

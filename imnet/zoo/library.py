@@ -164,7 +164,9 @@ _CLASSIC: list[tuple[str, str, str, str, str, str, Published | None]] = [
     ("vgg19_bn", "torchvision", "vgg19_bn", "vgg", "features.0", "classifier.6", None),
     ("resnext50_32x4d", "torchvision", "resnext50_32x4d", "resnext", "conv1", "fc",
      _pmi(25.028904, 8.51937, 77.80)),
-    ("resnext101_32x4d", "timm", "resnext101_32x4d", "resnext", "", "",
+    # timm's default resnext101_32x4d weights are pretrained semi-weakly supervised on YFCC100M;
+    # the Gluon weights are ImageNet-1k only, the training the table's row describes.
+    ("resnext101_32x4d", "timm", "resnext101_32x4d.gluon_in1k", "resnext", "", "",
      _pmi(44.177704, 16.02570, 78.8)),
     ("densenet121", "torchvision", "densenet121", "densenet", "features.conv0", "classifier", None),
     ("densenet169", "torchvision", "densenet169", "densenet", "features.conv0", "classifier", None),

@@ -14,7 +14,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from imnet.zoo.registry import create_model, get_config
+from imnet.zoo.factory import create_model
+from imnet.zoo.registry import get_config
 
 
 @dataclass(frozen=True)

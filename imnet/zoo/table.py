@@ -51,7 +51,17 @@ class ZooRow:
     pub_top5: float | None
     pub_real_top1: float | None
     pub_real_top5: float | None
+    pub_source: str
     weights: str
+    # The official weights file (URL or hf:<hub id>; "" when none is published) and the accuracy its
+    # source publishes for that file at the eval config in weights_eval (see imnet.zoo.figures).
+    official_weights: str = ""
+    weights_top1: float | None = None
+    weights_top5: float | None = None
+    weights_real_top1: float | None = None
+    weights_real_top5: float | None = None
+    weights_eval: str = ""
+    weights_figures_from: str = ""
 
 
 @dataclass
@@ -83,6 +93,22 @@ def _weights_where(name: str) -> str:
     return where if path is not None else "-"
 
 
+def _official_columns(config: ModelConfig) -> dict:
+    """The official_weights / weights_* columns of a row."""
+    source = config.weights
+    if source is None:
+        return {}
+    out: dict = {"official_weights": f"hf:{source.hf_hub_id}" if source.hf_hub_id else str(source.url)}
+    fig = source.figures
+    if fig is not None:
+        sources = fig.source + (f"; ReaL: {fig.real_source}" if fig.real_source and fig.real_source != fig.source
+                                else "")
+        out.update(weights_top1=fig.top1, weights_top5=fig.top5, weights_real_top1=fig.real_top1,
+                   weights_real_top5=fig.real_top5, weights_eval=fig.eval_config(),
+                   weights_figures_from=sources)
+    return out
+
+
 def _counted_as(config: ModelConfig) -> str:
     """How the measured/published columns build the model, where not the default (e.g. ``deploy=True``)."""
     pub = config.published
@@ -110,7 +136,9 @@ def zoo_rows(pattern: str | list[str] = "*", measure: bool = True, weights: bool
             gmacs=round(measured.gmacs, 3) if measured else None,
             pub_params_m=pub.params, pub_gmacs=pub.macs, pub_gflops=pub.flops, pub_top1=pub.top1,
             pub_top5=pub.top5, pub_real_top1=pub.real_top1, pub_real_top5=pub.real_top5,
+            pub_source=pub.note,
             weights=_weights_where(name) if weights else "",
+            **_official_columns(config),
         ))
     return rows
 
