@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -47,12 +47,11 @@ def _uniform(key: str, numel: int, seed: int) -> np.ndarray:
     return state.random_sample(numel)
 
 
-def seeded_tensor(key: str, shape: Sequence[int], siblings: Iterable[str] = (), seed: int = BASE_SEED,
+def seeded_tensor(key: str, shape: Sequence[int], seed: int = BASE_SEED,
                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The tensor of state_dict entry ``key`` (``siblings``: the other keys, to tell a BN weight from
-    another 1-D weight). Ranges: BN ``running_var``/``weight`` in [0.5, 1.5), ``running_mean``/biases
-    in [-0.1, 0.1), weights of dimension >= 2 uniform with variance 1/fan-in, other 1-D weights in
-    [0.5, 1.5); ``num_batches_tracked`` is 0."""
+    """The tensor of state_dict entry ``key``, from its name and shape alone. Ranges: ``running_var``
+    and 1-D weights (BN's) in [0.5, 1.5), ``running_mean``, biases and other 1-D tensors in
+    [-0.1, 0.1), weights of dimension >= 2 uniform with variance 1/fan-in; ``num_batches_tracked`` 0."""
     shape = tuple(int(s) for s in shape)
     leaf = key.rsplit(".", 1)[-1]
     if leaf == "num_batches_tracked":
@@ -71,8 +70,7 @@ def seeded_tensor(key: str, shape: Sequence[int], siblings: Iterable[str] = (), 
 
 def seeded_state_dict(shapes: Mapping[str, Sequence[int]], seed: int = BASE_SEED) -> dict[str, torch.Tensor]:
     """A state_dict with the given key names and shapes, filled by :func:`seeded_tensor`."""
-    keys = list(shapes)
-    return {k: seeded_tensor(k, shapes[k], keys, seed) for k in keys}
+    return {k: seeded_tensor(k, shapes[k], seed) for k in shapes}
 
 
 def seed_model(model: nn.Module, seed: int = BASE_SEED) -> nn.Module:
@@ -148,7 +146,7 @@ def fingerprints_match(a: Mapping[str, Any], b: Mapping[str, Any], rtol: float =
 # Operations that pass their input through unchanged in eval mode (or only reshape it).
 _PERMUTE = {"permute", "transpose", "swapaxes", "swapdims"}
 _PASSTHROUGH = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "contiguous", "dropout", "dropout2d",
-                "alpha_dropout", "feature_dropout", "clone", "detach", "float", "to", "type_as", "permute_none"}
+                "alpha_dropout", "feature_dropout", "clone", "detach", "float", "to", "type_as"}
 _ADD = {"add", "add_", "__add__", "__iadd__", "__radd__"}
 _ACTIVATIONS = {"relu", "relu_", "relu6", "hardtanh", "leaky_relu", "leaky_relu_", "hardswish", "hardsigmoid",
                 "sigmoid", "tanh", "gelu", "silu", "elu", "prelu", "softmax", "log_softmax", "threshold"}
