@@ -281,6 +281,26 @@ def _hash_lines(split: str, results: list[UnitResult]):
         yield f"{digest}  {split}/{rel}\n"
 
 
+def _changes(record: dict, classes: ClassList) -> list[str]:
+    """What prep changed on the way from the source to the tree, in words (``prep.json``)."""
+    source = record["source"]
+    changes = []
+    if source.get("renamed"):
+        changes.append(f"{source['renamed']} file names normalized to the official ones "
+                       f"({source.get('rename_rule', '<name>_<wnid>.JPEG -> <name>.JPEG')})")
+    if record["repaired"]:
+        changes.append(f"{len(record['repaired'])} images repaired by content (CMYK or PNG -> RGB JPEG; see repaired)")
+    if source.get("skipped_members"):
+        changes.append(f"{source['skipped_members']} archive members that are not .JPEG images skipped")
+    if source.get("ignored"):
+        changes.append(f"{source['ignored']} hidden files ignored (see ignored_first)")
+    if not any(c.ilsvrc_id for c in classes.classes):
+        changes.append("ILSVRC2012_ID column of classes.tsv is 0: the source does not carry it (--devkit adds it)")
+    if source.get("test_split"):
+        changes.append(source["test_split"])
+    return changes
+
+
 def prepare_source_split(plan: SplitPlan, classes: ClassList, source: Source, layout: TreeLayout, pool: _Workers,
                          progress: bool = True) -> dict:
     """Read one split from its plan into ``layout``: units to the writer processes, journaled; the checks;
@@ -331,10 +351,12 @@ def prepare_source_split(plan: SplitPlan, classes: ClassList, source: Source, la
         "hash" not in os.environ.get(SKIP_CHECKS_ENV, "")
     record, entries = _split_record(split, plan.description, plan.total_bytes, plan.fingerprint, classes.classes,
                                     results, started, pool.workers, hashed, journal.created_dir)
+    record["md5"] = None  # no MD5 list covers these inputs: the fingerprint and the source's own checks do
     record["source"] = dict(plan.record, fingerprint=plan.fingerprint, classes_official=classes.official,
                             ilsvrc2012_ids="from the devkit" if classes.devkit is not None else
                             "kept from the tree's classes.tsv" if any(c.ilsvrc_id for c in classes.classes) else
                             "unknown (0): give --devkit for them")
+    record["source"]["changes"] = _changes(record, classes)
     with _SIGNALS.protected():
         write_classes(layout.classes_tsv, classes.classes)
         write_file_list(layout.file_list(split), entries)

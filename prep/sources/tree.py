@@ -39,9 +39,10 @@ def _looks_like_split(folder: Path, split: str) -> bool:
     return False
 
 
-def tree_classes(root: Path, devkit: Devkit | None) -> ClassList:
-    """The class list of a tree at ``root`` (see the module docstring for the order of preference)."""
-    if devkit is None and (root / DEVKIT_NAME).is_file():
+def tree_classes(root: Path, devkit: Devkit | None, find_devkit: bool = True) -> ClassList:
+    """The class list of a tree at ``root`` (see the module docstring for the order of preference;
+    ``find_devkit``: also use a devkit lying in ``root``)."""
+    if devkit is None and find_devkit and (root / DEVKIT_NAME).is_file():
         devkit = parse_devkit(root / DEVKIT_NAME)
     for name, reader in (("meta.bin", read_meta_bin),
                          ("LOC_synset_mapping.txt", lambda p: read_synset_mapping(p.read_text(encoding="utf-8"), p))):
