@@ -3,10 +3,11 @@
 :func:`fake_source` writes the official-format fake of the same arguments (:func:`fake_ilsvrc`) into
 a temporary folder, reads its archives back, and lays the very same image bytes out as:
 
-* ``hf``: the Hugging Face dataset ``ILSVRC/imagenet-1k`` as downloaded to a folder:
+* ``hf``: the Hugging Face dataset ``ILSVRC/imagenet-1k`` as ``hf download --local-dir`` leaves it:
   ``data/train_images_{0..4}.tar.gz`` (the train images spread over the five, names
   ``<name>_<wnid>.JPEG``), ``data/val_images.tar.gz`` (``ILSVRC2012_val_XXXXXXXX_<wnid>.JPEG``),
-  ``data/test_images.tar.gz`` (``ILSVRC2012_test_XXXXXXXX.JPEG``) and ``classes.py``;
+  ``data/test_images.tar.gz`` (``ILSVRC2012_test_XXXXXXXX.JPEG``), ``classes.py``, and the download
+  metadata (``.cache/huggingface/download/<file>.metadata``: commit, etag, time);
 * ``hf-cache``: the same in the hub cache's own layout, as ``huggingface_hub`` leaves it:
   ``datasets--ILSVRC--imagenet-1k/{blobs/<sha256 or git sha1>, refs/main, snapshots/<commit>/...}``,
   the snapshot's files relative symlinks into ``blobs/`` (``--src`` is the cache folder);
@@ -130,7 +131,25 @@ def _write_hf(out: Path, images: _Images, rng: np.random.Generator) -> list[Path
     _tar_gz(files[-1], images.test)
     files.append(out / "classes.py")
     files[-1].write_text(classes_py_text(images.words), encoding="utf-8")
+    # What `hf download --local-dir` keeps beside the files: per file its commit, etag (the SHA-256 of an LFS
+    # file, the git blob SHA-1 of a small one) and the time, under .cache/huggingface/download/.
+    contents = {path: path.read_bytes() for path in files}
+    commit = _commit_of({path.relative_to(out): content for path, content in contents.items()})
+    (out / ".cache" / "huggingface").mkdir(parents=True, exist_ok=True)
+    (out / ".cache" / "huggingface" / ".gitignore").write_text("*\n")
+    for path, content in contents.items():
+        os.utime(path, ns=(ARCHIVE_MTIME * 10**9,) * 2)
+        etag = hashlib.sha256(content).hexdigest() if path.suffix == ".gz" else _git_blob_sha1(content)
+        meta = out / ".cache" / "huggingface" / "download" / f"{path.relative_to(out)}.metadata"
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(f"{commit}\n{etag}\n{ARCHIVE_MTIME + 1}.0\n")
     return files
+
+
+def _commit_of(contents: dict[Path, bytes]) -> str:
+    """A stand-in commit id for the fake repository: the SHA-1 of its files' names and SHA-256s."""
+    return hashlib.sha1(b"".join(str(rel).encode() + hashlib.sha256(c).digest()
+                                 for rel, c in sorted(contents.items()))).hexdigest()
 
 
 def _git_blob_sha1(content: bytes) -> str:
@@ -145,8 +164,7 @@ def _write_hf_cache(out: Path, images: _Images, rng: np.random.Generator) -> lis
         rels = [p.relative_to(staging) for p in staged]
         contents = {rel: (Path(staging) / rel).read_bytes() for rel in rels}
     repo = out / HF_REPO_FOLDER
-    commit = hashlib.sha1(b"".join(str(rel).encode() + hashlib.sha256(c).digest()
-                                   for rel, c in sorted(contents.items()))).hexdigest()
+    commit = _commit_of(contents)
     files = []
     for rel, content in sorted(contents.items()):
         blob = hashlib.sha256(content).hexdigest() if rel.suffix == ".gz" else _git_blob_sha1(content)

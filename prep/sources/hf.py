@@ -11,7 +11,8 @@ Repository files (``data/`` as the dataset's loading script names them)::
 it (``datasets--ILSVRC--imagenet-1k``), one snapshot (``snapshots/<commit>``), or a folder holding the
 files (``hf download --local-dir``, or the archives copied anywhere, with or without ``data/``). In the
 hub cache the snapshot's files are symlinks into ``blobs/``, resolved here; an LFS blob is named by
-its SHA-256, which is checked on the bytes as they are read. Every archive is read once, front to
+its SHA-256, and a ``--local-dir`` download records it (``.cache/huggingface/download/<file>.metadata``,
+trusted while the file is not newer): either is checked on the bytes as they are read. Every archive is read once, front to
 back, through gzip (whose CRC-32 and length are checked at its end) and tar, never unpacked to disk;
 the label is the wnid suffix of each name, which is dropped (``n01440764_10026_n01440764.JPEG`` ->
 ``n01440764_10026.JPEG``). Members other than ``.JPEG`` files are skipped and counted.
@@ -97,17 +98,33 @@ def _archive_path(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _resolve(path: Path) -> tuple[Path, str | None]:
-    """(the file behind ``path``, the SHA-256 its hub blob name gives or None). A link whose target is
-    missing (an interrupted download) is an error naming both."""
+def _local_dir_etag(folder: Path, path: Path, target: Path) -> str | None:
+    """The SHA-256 that ``hf download --local-dir`` recorded for ``path`` (its
+    ``.cache/huggingface/download/<file>.metadata``: commit, etag, time), when the file has not changed
+    since (the rule huggingface_hub applies itself), else None. Read only: --src is never written."""
+    try:
+        rel = path.relative_to(folder)
+        lines = (folder / ".cache" / "huggingface" / "download" / f"{rel}.metadata").read_text().splitlines()
+        etag, stamp = lines[1].strip(), float(lines[2])
+    except (ValueError, IndexError, OSError):
+        return None
+    return etag if SHA256_BLOB.match(etag) and target.stat().st_mtime - 1 <= stamp else None
+
+
+def _resolve(path: Path, folder: Path) -> tuple[Path, str | None, str | None]:
+    """(the file behind ``path``, the SHA-256 it must have or None, what says so). In the hub cache an
+    LFS file is a link to ``blobs/<its SHA-256>``; a ``--local-dir`` download records it in its
+    metadata. A link whose target is missing (an interrupted download) is an error naming both."""
     target = path.resolve()
     if not target.is_file():
         if path.is_symlink():
             raise ImnetError(f"{path} is a link to {target}, which is missing (an interrupted download?); download "
                              f"it again ({DOWNLOAD_HINT})")
         raise ImnetError(f"{path} is not a file")
-    expected = target.name if target.parent.name == "blobs" and SHA256_BLOB.match(target.name) else None
-    return target, expected
+    if target.parent.name == "blobs" and SHA256_BLOB.match(target.name):
+        return target, target.name, "the hub's blob name"
+    etag = _local_dir_etag(folder, path, target)
+    return target, etag, "the download's metadata (.cache/huggingface/download)" if etag else None
 
 
 class HFSource(Source):
@@ -139,15 +156,15 @@ class HFSource(Source):
     def class_list(self, devkit: Devkit | None) -> ClassList:
         path = self.folder / CLASSES_PY
         if os.path.lexists(path):
-            target, _ = _resolve(path)
+            target = _resolve(path, self.folder)[0]
             return make_class_list(read_classes_py(target), str(path), devkit)
         if devkit is not None:
             return make_class_list({c.wnid: c.words for c in devkit.classes}, str(devkit.path), devkit)
         return make_class_list({w: "" for w in official_wnids()},
                                f"the 1000 ILSVRC2012 wnids (manifests/ILSVRC2012_wnids.txt; no {path})")
 
-    def archives(self, split: str) -> list[tuple[Path, Path, str | None]]:
-        """(path in the source, the file read, expected SHA-256 or None) of each archive of ``split``;
+    def archives(self, split: str) -> list[tuple[Path, Path, str | None, str | None]]:
+        """(path in the source, the file read, expected SHA-256 or None, what says so) of each archive of ``split``;
         all must be there (the train split is the five archives together)."""
         found, missing = [], []
         for name in ARCHIVES[split]:
@@ -155,7 +172,7 @@ class HFSource(Source):
             if path is None:
                 missing.append(name)
                 continue
-            found.append((path, *_resolve(path)))
+            found.append((path, *_resolve(path, self.folder)))
         if missing:
             raise ImnetError(f"{self.folder}: data/{missing[0]} is missing ({len(missing)} of the {len(ARCHIVES[split])} "
                              f"{split} archives); the {split} split is all of "
@@ -165,20 +182,20 @@ class HFSource(Source):
     def plan(self, split: str, classes: ClassList) -> SplitPlan:
         archives = self.archives(split)
         files = [{"file": str(path.relative_to(self.folder)), "bytes": target.stat().st_size,
-                  "mtime_ns": target.stat().st_mtime_ns, "sha256_expected": expected}
-                 for path, target, expected in archives]
+                  "mtime_ns": target.stat().st_mtime_ns, "sha256_expected": expected, "sha256_from": said}
+                 for path, target, expected, said in archives]
         seen: dict[str, dict] = {"renamed": 0, "skipped": [], "skipped_count": 0, "sha256": {}}
 
         def units(advance):
-            for (path, target, expected), info in zip(archives, files):
-                yield from _archive_units(path, target, expected, split, classes, advance, seen)
+            for (path, target, _, _), info in zip(archives, files):
+                yield from _archive_units(path, target, split, classes, advance, seen)
                 info["sha256"] = seen["sha256"][str(path)]
 
         def finish():
-            for (path, _, expected), info in zip(archives, files):
+            for (path, _, expected, said), info in zip(archives, files):
                 digest = seen["sha256"].get(str(path))
                 if expected is not None and digest != expected:
-                    raise ImnetError(f"{path}: checksum mismatch: sha256 {digest}, the hub's blob name says {expected}; "
+                    raise ImnetError(f"{path}: checksum mismatch: sha256 {digest}, {said} says {expected}; "
                                      f"the file is damaged, download it again ({DOWNLOAD_HINT})")
             record.update(renamed=seen["renamed"], skipped_members=seen["skipped_count"],
                           skipped_first=seen["skipped"][:SHOWN_SKIPPED])
@@ -187,7 +204,7 @@ class HFSource(Source):
             """--reverify: SHA-256 of every archive against its blob name, else against the record."""
             sums = {f["file"]: f.get("sha256") for f in recorded.get("files", [])}
             problems = []
-            for (path, target, expected), info in zip(archives, files):
+            for (path, target, expected, _), info in zip(archives, files):
                 with HashingReader(target, on_read=advance, algorithm="sha256") as reader:
                     reader.drain()
                     digest = reader.hexdigest()
@@ -225,8 +242,7 @@ def _mean_member_size(target: Path, count: int = 64) -> float | None:
     return sum(sizes) / len(sizes) if sizes else None
 
 
-def _archive_units(path: Path, target: Path, expected: str | None, split: str, classes: ClassList, advance,
-                   seen: dict):
+def _archive_units(path: Path, target: Path, split: str, classes: ClassList, advance, seen: dict):
     """Stream one archive: check each member, read its name as an official one and its label from the
     suffix, and yield the images in units of ``CHUNK_FILES``. Records the archive's SHA-256 in
     ``seen["sha256"]`` once read to its end (gzip trailer included)."""
