@@ -11,6 +11,9 @@ Every reader raises :class:`ImnetError` naming the file and line on anything it 
 from __future__ import annotations
 
 import ast
+import io
+import pickle
+import zipfile
 from pathlib import Path
 
 from imnet.errors import ImnetError
@@ -62,12 +65,33 @@ def read_synset_mapping(text: str, path: Path | str) -> dict[str, str]:
     return _checked(pairs, path)
 
 
-def read_meta_bin(path: Path) -> dict[str, str]:
-    """``{wnid: words}`` from torchvision's ``ImageNet`` ``meta.bin`` (the names joined by ", ")."""
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles only plain data (dicts, tuples, lists, strings): any class or function is refused."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"refusing {module}.{name}: meta.bin holds only plain data")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("refusing a tensor: meta.bin holds only plain data")
+
+
+def _load_meta_bin(path: Path):
+    """``torch.save``'s zip format read without torch (importing it costs seconds): the pickle of plain
+    data in ``<archive>/data.pkl``; other files go to ``torch.load(weights_only=True)``."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
+            if name is not None:
+                return _PlainUnpickler(io.BytesIO(archive.read(name))).load()
     import torch
 
+    return torch.load(path, weights_only=True)
+
+
+def read_meta_bin(path: Path) -> dict[str, str]:
+    """``{wnid: words}`` from torchvision's ``ImageNet`` ``meta.bin`` (the names joined by ", ")."""
     try:
-        wnid_to_classes, _ = torch.load(path, weights_only=True)
+        wnid_to_classes, _ = _load_meta_bin(path)
         pairs = [(str(w), ", ".join(names) if isinstance(names, (list, tuple)) else str(names))
                  for w, names in wnid_to_classes.items()]
     except Exception as err:

@@ -55,6 +55,17 @@ class Listing:
     ignored: list[str] = field(default_factory=list)
 
 
+def _printable(path: str) -> str:
+    """``path`` for an error line; a name that is not UTF-8 (undecodable bytes) as its bytes' repr."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        import os
+
+        return repr(os.fsencode(path))
+
+
 def list_split(entries: Iterable[tuple[tuple[str, ...], int, object, object]], split: str, classes: ClassList,
                base: str, labels: dict[int, str] | None = None, labels_from: str = "") -> Listing:
     """Read a split's ``entries`` (path parts below the split folder, size, where to read it, and a
@@ -64,7 +75,7 @@ def list_split(entries: Iterable[tuple[tuple[str, ...], int, object, object]], s
     renamed = 0
     ignored: list[str] = []
     for parts, size, where, _ in entries:
-        shown = f"{base}/{'/'.join(parts)}"
+        shown = _printable(f"{base}/{'/'.join(parts)}")
         if any(part.startswith(".") for part in parts):
             ignored.append(shown)
             continue

@@ -96,6 +96,12 @@ class TreeSource(Source):
         split_dir = self.src / split
         labels, labels_from = val_labels(self.src, classes) if split == "val" else (None, "")
         entries = walk_split(split_dir)
+        if labels is None and split == "val" and any(len(parts) == 1 and official_name(split, parts[0]) is not None
+                                                     and official_name(split, parts[0]).wnid is None
+                                                     for parts, *_ in entries):
+            raise ImnetError(f"{split_dir}: flat val images need their labels: the devkit (--devkit, or "
+                             f"{DEVKIT_NAME} in {self.src}) or LOC_val_solution.csv in {self.src}; for Kaggle's "
+                             f"download give its top folder (with LOC_val_solution.csv) as --src")
         listing = list_split(entries, split, classes, str(split_dir), labels, labels_from)
         flat = any(len(parts) == 1 for parts, *_ in entries)
         record = {"kind": self.kind, "path": str(split_dir), "classes_from": classes.origin,
