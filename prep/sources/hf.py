@@ -31,6 +31,8 @@ from imnet.prep.checksum import HashingReader
 from imnet.prep.devkit import Devkit
 from imnet.prep.extract import write_images
 from imnet.prep.sources.base import (
+    CHUNK_BYTES,
+    CHUNK_FILES,
     ClassList,
     Source,
     SplitPlan,
@@ -155,6 +157,8 @@ class HFSource(Source):
 
     def class_list(self, devkit: Devkit | None) -> ClassList:
         path = self.folder / CLASSES_PY
+        if not os.path.lexists(path) and self.folder.name == "data":  # --src named the data/ folder itself
+            path = self.folder.parent / CLASSES_PY if os.path.lexists(self.folder.parent / CLASSES_PY) else path
         if os.path.lexists(path):
             target = _resolve(path, self.folder)[0]
             return make_class_list(read_classes_py(target), str(path), devkit)
@@ -277,7 +281,7 @@ def _archive_units(path: Path, target: Path, split: str, classes: ClassList, adv
                     classes.require(wnid, where)
                     seen["renamed"] += name.renamed
                     members.append((wnid, name.name, tar.extractfile(member).read()))
-                    if len(members) >= 4 * 256:  # bounded memory: hand out full chunks as they come
+                    if len(members) >= 4 * CHUNK_FILES:  # bounded memory: hand out full chunks as they come
                         yield from _flush(members, stem, seen, final=False)
             while stream.read(1 << 20):  # the rest of the gzip stream: its CRC-32 and length are checked at the end
                 pass
@@ -293,7 +297,7 @@ def _flush(members: list, stem: str, seen: dict, final: bool):
     counter = seen.setdefault("chunk", {})
     while members:
         run, nbytes = next(chunks(members, [len(data) for _, _, data in members]))
-        if len(run) < 256 and not final and nbytes < (32 << 20):
+        if len(run) < CHUNK_FILES and not final and nbytes < CHUNK_BYTES:
             return
         del members[:len(run)]
         number = counter.get(stem, 0)
