@@ -149,6 +149,44 @@ def test_hf_names_are_normalized_and_the_record_says_what_changed(sources, tmp_p
     assert not list((dst / "train").rglob("*_n*_n*.JPEG")) and not list((dst / "val").rglob("*_n*.JPEG"))
 
 
+def test_hf_members_under_a_folder_and_other_members(reference, sources, tmp_path):
+    """Members may sit under a folder in the archive (the name's last part counts); members that are not
+    .JPEG images are skipped and counted; links are refused."""
+    src = copy_source(sources["hf"], tmp_path)
+    archive = src / "data" / "val_images.tar.gz"
+    with tarfile.open(archive, "r:gz") as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar]
+
+    def write(extra: tarfile.TarInfo | None = None) -> None:
+        with gzip.open(archive, "wb") as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+            folder = tarfile.TarInfo("val")
+            folder.type = tarfile.DIRTYPE
+            tar.addfile(folder)
+            for member, data in members:
+                member.name = f"val/{member.name.rsplit('/', 1)[-1]}"
+                tar.addfile(member, io.BytesIO(data))
+            note = tarfile.TarInfo("val/README.txt")
+            note.size = 6
+            tar.addfile(note, io.BytesIO(b"notes\n"))
+            if extra is not None:
+                tar.addfile(extra)
+
+    write()
+    dst = tmp_path / "data"
+    prepare(src, dst, only="val", workers=1, progress=False)
+    ours = {k: v for k, v in files_of(dst).items() if k.startswith("val/") or k.startswith("meta/val")}
+    assert ours == {k: v for k, v in files_of(reference).items() if k.startswith("val/") or k.startswith("meta/val")}
+    source = json.loads((dst / "meta" / "prep.json").read_text())["splits"]["val"]["source"]
+    assert source["skipped_members"] == 1 and source["skipped_first"] == ["val_images.tar.gz:val/README.txt"]
+    link = tarfile.TarInfo("val/ILSVRC2012_val_00000099_n01739381.JPEG")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    write(link)
+    with pytest.raises(ImnetError, match="member 'val/ILSVRC2012_val_00000099_n01739381.JPEG' is a link "
+                                         "\\(to '/etc/passwd'\\); refusing it"):
+        prepare(src, tmp_path / "d2", only="val", workers=1, progress=False)
+    assert_nothing_of(tmp_path / "d2", "val")
+
+
 def test_a_split_from_another_source_keeps_the_trees_classes(official, reference, sources, tmp_path):
     """train from the official archives, val from the Hugging Face archives (no devkit): classes.tsv keeps
     the devkit's IDs, and the tree is the official one."""
@@ -212,6 +250,12 @@ def test_cli_fake_layout_and_prep_help(tmp_path):
     helps = run_cli("prep", "--help").stdout + run_cli("fake", "--help").stdout
     for word in ("--source", "--devkit", "Hugging Face", "Kaggle", "hf-cache", "kaggle-zip", "tree-flat"):
         assert word in helps
+    from imnet.cli import fake, prep
+    from imnet.prep.sources import source_kinds
+
+    choices = {(command.name, p.name): list(p.type.choices) for command in (prep, fake) for p in command.params
+               if p.name in ("source", "layout")}
+    assert choices == {("prep", "source"): source_kinds(), ("fake", "layout"): ["official", *LAYOUTS]}
 
 
 # --- bad inputs: one line, exit 2, nothing of the split kept --------------------------------------------
@@ -397,6 +441,9 @@ def test_reverify_rehashes_the_hub_blobs(sources, tmp_path):
     src = copy_source(sources["hf-cache"], tmp_path)
     dst = tmp_path / "data"
     prepare(src, dst, workers=1, progress=False)
+    moved = tmp_path / "moved"
+    src.rename(moved)  # the same input elsewhere: still the same input (no absolute path in its fingerprint)
+    src = moved
     summary = prepare(src, dst, reverify=True, workers=1, progress=False)
     assert {i["status"] for i in summary["splits"].values()} == {"reverified"}
     blob = (next((src / "datasets--ILSVRC--imagenet-1k" / "snapshots").iterdir()) / "data" /

@@ -209,7 +209,7 @@ class SplitPlan:
 
 
 def fingerprint(parts) -> str:
-    """SHA-256 of a JSON-able description of a source's input (names, sizes, mtimes, digests)."""
+    """SHA-256 of a JSON-able description of a source's input (relative names, sizes, mtimes, digests)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 

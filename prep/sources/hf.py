@@ -224,7 +224,7 @@ class HFSource(Source):
         stamps = [[f["file"], f["bytes"], f["mtime_ns"], f["sha256_expected"]] for f in files]
         return SplitPlan(split=split, kind=self.kind, description=f"hf:{self.folder}",
                          total_bytes=sum(f["bytes"] for f in files), images=None,
-                         fingerprint=fingerprint([f"hf:{self.folder}", stamps]), units=units, finish=finish,
+                         fingerprint=fingerprint([self.kind, split, stamps]), units=units, finish=finish,
                          record=record, sample_size=_mean_member_size(archives[0][1]), rehash=rehash)
 
     def describe(self) -> dict:

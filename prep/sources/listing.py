@@ -121,7 +121,8 @@ def listing_plan(listing: Listing, split: str, kind: str, description: str, fn: 
                  data: Callable[[list[Image]], object], stamps: object, record: dict) -> SplitPlan:
     """The :class:`SplitPlan` of a listed split: train one unit per class (as the official class tars),
     val chunks in val-number order; ``data(images)`` makes a unit's payload for ``fn``; ``stamps``
-    goes into the fingerprint (names, sizes, mtimes or CRCs of the input)."""
+    goes into the fingerprint (names below the split folder, sizes, mtimes or CRCs of the input; no
+    absolute path, so a moved source is still the same input)."""
     images = listing.images
     if split == "train":
         groups: dict[str, list[Image]] = {}
@@ -141,7 +142,7 @@ def listing_plan(listing: Listing, split: str, kind: str, description: str, fn: 
     record = dict(record, renamed=listing.renamed, ignored=len(listing.ignored),
                   ignored_first=listing.ignored[:SHOWN_IGNORED])
     return SplitPlan(split=split, kind=kind, description=description, total_bytes=sum(i.size for i in images),
-                     images=len(images), fingerprint=fingerprint([description, stamps]), units=units, record=record)
+                     images=len(images), fingerprint=fingerprint([kind, split, stamps]), units=units, record=record)
 
 
 def walk_split(split_dir) -> list[tuple[tuple[str, ...], int, str, int]]:
