@@ -316,21 +316,6 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tree, tmp_path):
     assert len(summary_rows(tmp_path / "run")) == 1
 
 
-@pytest.fixture
-def tiny_vanillanet():
-    """A VanillaNet small enough for a test, registered for the test's duration only."""
-    from imnet.zoo import registry
-    from imnet.zoo.registry import ModelConfig, register_model
-    from imnet.zoo.vanillanet import VanillaNet
-
-    name = "test_vanillanet_tiny"
-    config = ModelConfig(name=name, family="vanillanet", source="test", input_size=(3, 32, 32), crop_pct=1.0,
-                         first_conv="stem1.0", classifier="cls2.0")
-    register_model(config)(lambda num_classes=1000, **kw: VanillaNet([16, 32, 64], [2, 2], num_classes=num_classes, **kw))
-    yield name
-    registry._REGISTRY.pop(name)
-
-
 def test_vanillanet_deep_training_schedule_and_deploy_checkpoint(tree, tmp_path, tiny_vanillanet):
     from imnet.zoo import create_model
 

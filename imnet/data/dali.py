@@ -143,6 +143,19 @@ def _train_interp(interpolation: str):
     return getattr(types, INTERPOLATIONS[interpolation][1])
 
 
+def per_image_policy(images, augment: TrainAugment, mean):
+    """The augment's per-image policy on uint8 HWC images (after crop and flip): timm's RandAugment,
+    TrivialAugmentWide or colour jitter (:mod:`imnet.data.dali_augment`); a pipeline that calls it
+    needs ``enable_conditionals``."""
+    if augment.rand_augment is not None:
+        return dali_augment.rand_augment(images, augment.rand_augment, fill_value(mean))
+    if augment.auto_augment == "ta_wide":
+        return dali_augment.trivial_augment(images)
+    if augment.jitter > 0:
+        return dali_augment.color_jitter(images, augment.jitter)
+    return images
+
+
 @pipeline_def(enable_conditionals=True)
 def train_pipeline(source, decoder: str, augment: TrainAugment, resize_size: int, crop_size: int,
                    norm: Normalization, channels_last: bool = False, hw_decoder_load: float = 0.65):
@@ -176,14 +189,8 @@ def train_pipeline(source, decoder: str, augment: TrainAugment, resize_size: int
         if window:
             images = fn.crop(images, **window)
             window = {}
-        images = fn.flip(images, horizontal=flip)
+        images = per_image_policy(fn.flip(images, horizontal=flip), augment, norm.mean)
         flip = 0
-        if augment.rand_augment is not None:
-            images = dali_augment.rand_augment(images, augment.rand_augment, fill_value(norm.mean))
-        elif augment.auto_augment == "ta_wide":
-            images = dali_augment.trivial_augment(images)
-        else:
-            images = dali_augment.color_jitter(images, augment.jitter)
     images = fn.crop_mirror_normalize(images, mirror=flip, **window, **_normalize_args(norm, channels_last))
     return images, position
 
