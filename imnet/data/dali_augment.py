@@ -18,7 +18,8 @@ TrivialAugment).
   bits), black fill and bilinear, as torchvision's reference recipe runs it.
 * **Colour jitter** (:func:`color_jitter`): brightness, contrast and saturation factors uniform in
   [1 - x, 1 + x], in one of the 6 orders per image, as torchvision's ``ColorJitter``; the blends are
-  PIL's (``ImageEnhance``): scale, blend with the mean grey, blend with the grey image.
+  PIL's (``ImageEnhance``): scale, blend with the mean grey, blend with the grey image (DALI's
+  brightness, contrast and hsv operators compute them; within one grey level of PIL).
 
 All work on uint8 HWC images after the crop and flip, on the images' device (CPU in the CPU twin,
 GPU after "mixed" decoding). The pipeline must be built with ``enable_conditionals=True``.
@@ -57,7 +58,8 @@ DIFFERENCES = (
     "with one grey, the mean of timm's per-channel fill (124, 116, 104 for the ImageNet mean)",
     "equalize follows OpenCV's histogram equalization (DALI's), not PIL's (a slightly different lookup table)",
     "sharpness filters the 1-pixel border too (PIL copies it unchanged)",
-    "contrast blends with the exact mean grey (PIL rounds it to an integer)",
+    "contrast blends with the exact mean grey (PIL rounds it to an integer); saturation (DALI's YIQ transform) is "
+    "within one grey level of PIL's blend with the grey image",
     "TrivialAugmentWide (DALI's): solarize thresholds span 256 -> 0 (torchvision: 255 -> 0), equalize as above",
 )
 
@@ -67,16 +69,32 @@ def _on(images, node):
     return node.gpu() if images.device == "gpu" else node
 
 
+def _brightness(images, factor):
+    """PIL's ``ImageEnhance.Brightness``: a blend with black, i.e. a scale (DALI's operator, saturated)."""
+    return fn.brightness(images, brightness=factor)
+
+
+def _saturation(images, factor):
+    """PIL's ``ImageEnhance.Color``: a blend with the grey image. DALI's saturation scales the I and Q
+    of YIQ, whose Y is PIL's grey (0.299, 0.587, 0.114): the same blend."""
+    return fn.hsv(images, saturation=factor)
+
+
+def _contrast(images, factor):
+    """PIL's ``ImageEnhance.Contrast``: a blend with the mean grey level. On the CPU DALI's contrast
+    operator around that centre; on the GPU (where the centre is a GPU value, which DALI cannot take
+    as an argument) the same blend in arithmetic."""
+    weights = types.Constant(_GREY, device="gpu" if images.device == "gpu" else "cpu")
+    mean = fn.reductions.sum(fn.reductions.mean(images, axis_names="HW") * weights)  # grey of the channel means
+    if images.device == "gpu":
+        return _blend_with(images, mean, factor)
+    return fn.contrast(images, contrast=factor, contrast_center=mean)
+
+
 def _blend_with(images, other, factor):
     """``other + (images - other) * factor`` saturated back to uint8 (PIL's ``Image.blend``)."""
     mixed = other + (fn.cast(images, dtype=types.FLOAT) - other) * _on(images, factor)
     return fn.cast(dmath.clamp(mixed, 0.0, 255.0), dtype=types.UINT8)
-
-
-def _grey(images):
-    """The grey image (H, W, 1), PIL's ``convert("L")`` weights (in float)."""
-    weights = types.Constant(_GREY, device="gpu" if images.device == "gpu" else "cpu")
-    return fn.reductions.sum(fn.cast(images, dtype=types.FLOAT) * weights, axis_names="C", keep_dims=True)
 
 
 def _vector(x, y):
@@ -138,14 +156,13 @@ class _TimmOps:
         return level / LEVEL_DENOM * 1.8 + 0.1
 
     def Color(self, images, level, sign):  # noqa: N802 (PIL ImageEnhance.Color)
-        return _blend_with(images, _grey(images), self._factor(level, sign))
+        return _saturation(images, self._factor(level, sign))
 
     def Contrast(self, images, level, sign):  # noqa: N802 (PIL ImageEnhance.Contrast)
-        mean = fn.reductions.mean(_grey(images), axis_names="HWC", keep_dims=True)
-        return _blend_with(images, mean, self._factor(level, sign))
+        return _contrast(images, self._factor(level, sign))
 
     def Brightness(self, images, level, sign):  # noqa: N802 (PIL ImageEnhance.Brightness)
-        return _blend_with(images, 0.0, self._factor(level, sign))
+        return _brightness(images, self._factor(level, sign))
 
     def Sharpness(self, images, level, sign):  # noqa: N802 (PIL ImageEnhance.Sharpness)
         factor = self._factor(level, sign)
@@ -225,11 +242,11 @@ def trivial_augment(images):
 
 def _jitter_step(images, which, factor):
     if which == 0:
-        images = _blend_with(images, 0.0, factor)
+        images = _brightness(images, factor)
     elif which == 1:
-        images = _blend_with(images, fn.reductions.mean(_grey(images), axis_names="HWC", keep_dims=True), factor)
+        images = _contrast(images, factor)
     else:
-        images = _blend_with(images, _grey(images), factor)
+        images = _saturation(images, factor)
     return images
 
 

@@ -40,7 +40,8 @@ from imnet.train.checkpoint import load_checkpoint, read_run_record, write_run_r
 from imnet.train.data import build_loaders, count_classes
 from imnet.train.epoch import StopRequest, train_epoch
 from imnet.train.parts import (amp_dtype, build_mixup_and_loss, build_optimizer, build_scheduler,
-                               build_weight_decay_schedule, global_lr, set_act_learn, uses_act_learn)
+                               build_weight_decay_schedule, check_schedule, global_lr, set_act_learn,
+                               uses_act_learn)
 from imnet.train.recipes import Recipe, act_learn_lambda, default_recipe, load_recipe, recipe_from_dict
 from imnet.train.runtime import refused_ops, resolve_device, seed_everything, set_determinism
 from imnet.train.state import Best, restore_last, save_best, save_last, write_deploy
@@ -165,6 +166,7 @@ class _Run:
         else:
             arch, data, recipe = config.arch, Path(config.data), config.recipe or load_recipe(default_recipe(config.arch))
             seed, deterministic, channels_last = config.seed, config.deterministic, config.channels_last
+        check_schedule(recipe)
         self.run_dir, self.arch, self.data, self.recipe = run_dir, arch, data, recipe
         self.seed, self.channels_last = seed, channels_last
 

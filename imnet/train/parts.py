@@ -110,16 +110,23 @@ def build_optimizer(model: nn.Module, recipe: Recipe, lr: float):
         raise ImnetError(f"recipe {recipe.name!r}: optimizer {recipe.opt!r} not usable ({err})") from None
 
 
+def check_schedule(recipe: Recipe) -> int:
+    """The epochs the schedule proper spans; ImnetError when a prefixed warm-up leaves none."""
+    epochs = recipe.epochs - recipe.warmup_epochs if recipe.warmup_prefix else recipe.epochs
+    if epochs < 1:
+        raise ImnetError(f"recipe {recipe.name!r}: {recipe.epochs} epochs leave none after the "
+                         f"{recipe.warmup_epochs} warm-up epochs (warmup_prefix): train more epochs or "
+                         f"--set warmup_epochs=N")
+    return epochs
+
+
 def build_scheduler(optimizer, recipe: Recipe, updates_per_epoch: int):
     """timm's ``create_scheduler_v2`` for the recipe's schedule (stepped per epoch or per update).
     With ``warmup_prefix`` the schedule proper spans the epochs after the warm-up (VanillaNet's
     cosine_scheduler, torchvision's SequentialLR), so ``epochs`` counts both."""
     from timm.scheduler import create_scheduler_v2
 
-    epochs = recipe.epochs - recipe.warmup_epochs if recipe.warmup_prefix else recipe.epochs
-    if epochs < 1:
-        raise ImnetError(f"recipe {recipe.name!r}: {recipe.epochs} epochs leave none after the "
-                         f"{recipe.warmup_epochs} warm-up epochs (warmup_prefix)")
+    epochs = check_schedule(recipe)
     try:
         scheduler, _ = create_scheduler_v2(
             optimizer, sched=recipe.sched, num_epochs=epochs, decay_epochs=recipe.decay_epochs,
