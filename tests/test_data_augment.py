@@ -327,3 +327,22 @@ def test_bad_augmentation_settings_are_refused():
                         (dict(color_jitter=1.2), "color_jitter"), (dict(recount=0), "recount")]:
         with pytest.raises(ImnetError, match=why):
             TrainAugment(**kwargs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_flip_comes_before_the_per_image_policy_with_probability_half(tmp_path, backend):
+    # a left-to-right ramp; a near-neutral colour jitter puts the loader on its per-image path
+    from imnet.data import build_train_loader
+
+    root = tmp_path / "tree"
+    (root / "train" / "n00000000").mkdir(parents=True)
+    (root / "meta").mkdir()
+    ramp_image = np.repeat(np.repeat(np.linspace(20, 230, 40, dtype=np.uint8)[None, :, None], 40, 0), 3, 2)
+    Image.fromarray(ramp_image).save(root / "train" / "n00000000" / "a.png")
+    (root / "meta" / "train.txt").write_text("n00000000/a.png 0\n" * 64)
+    loader = build_train_loader(root, crop_size=SIZE, resize_size=SIZE, color_jitter=1e-4, mean=MEAN, std=STD,
+                                batch_size=64, workers=0 if backend == "torch" else 1, loader=backend)
+    with loader:
+        images = next(iter(loader))[0]
+    flipped = (images[:, 0, :, 0] > images[:, 0, :, -1]).all(1)
+    assert 0.3 <= flipped.float().mean() <= 0.7  # 64 coin flips

@@ -14,6 +14,10 @@ eval's ``indices`` exact and let a pass resume after an undecodable image; class
 from them in Python. A pipeline is rebuilt only after it raised (DALI pipelines are not reusable
 after an error) or when a pass was left with batches undelivered.
 
+The train pipeline's per-image policies (RandAugment in timm's form, TrivialAugmentWide, colour
+jitter) are :mod:`imnet.data.dali_augment`'s; the pipeline is defined with ``enable_conditionals``
+for them, and random erasing runs on its output batch (timm's ``RandomErasing``, on the GPU there).
+
 Decoder settings ("mixed" only): nvJPEG scratch stays at DALI's defaults (16 MiB of GPU memory and
 2 x 8 MiB pinned per thread, :mod:`imnet.data.resources`); only the hardware decoder's
 preallocation hint for ImageNet's largest image is given, as NVIDIA's current ResNet-50 example does.

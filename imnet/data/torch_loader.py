@@ -12,6 +12,11 @@ NCHW one the cast's copy also transposes. The train workers persist through the 
 live for one pass. A file that does not decode comes back as a marker, so the main process can name it (ImnetError) or
 record it as skipped.
 
+Train augmentation beyond crop and flip is the libraries' own: timm's ``create_transform`` stage
+(RandAugment, ColorJitter) or torchvision's ``TrivialAugmentWide`` in the workers (whose numpy
+generators are seeded per worker, as timm's loader does), and timm's ``RandomErasing`` on the
+normalized batch in the main process (:func:`~imnet.data.base.batch_erasing`).
+
 Per-image CPU costs behind these choices are in benchmarks/RESULTS.md ("Where the CPU time goes").
 """
 from __future__ import annotations
