@@ -19,13 +19,15 @@ def _val_name(position: int) -> str:
     return f"entry {position} (ILSVRC2012_val_{position + 1:08d}.JPEG)"
 
 
-def load_real_labels(path: Path, num_images: int) -> list[list[int]]:
-    """Read ``real.json`` at ``path``: a list of ``num_images`` lists of class indices in 0..999.
+def load_real_labels(path: Path, num_images: int, num_classes: int = NUM_CLASSES) -> list[list[int]]:
+    """Read ``real.json`` at ``path``: a list of ``num_images`` lists of class indices in
+    0..``num_classes`` - 1.
 
     ``num_images`` is the number of val images of the split evaluated, counted before any
-    ``--limit``. Returns the lists as read. Raises :class:`ImnetError` naming the file and the first
-    bad entry when the file is missing, not JSON, of the wrong length, or holds a non-list entry or
-    an index that is not an integer in 0..999."""
+    ``--limit``; ``num_classes`` the classes of the tree (1000 for ILSVRC2012): a label outside them
+    could never be predicted and would silently lower ReaL accuracy. Returns the lists as read.
+    Raises :class:`ImnetError` naming the file and the first bad entry when the file is missing, not
+    JSON, of the wrong length, or holds a non-list entry or an index that is not such an integer."""
     path = Path(path)
     try:
         with path.open("rb") as f:
@@ -49,10 +51,10 @@ def load_real_labels(path: Path, num_images: int) -> list[list[int]]:
         for class_index in entry:
             # bool is an int subclass in Python; true/false in the file is a format error.
             if (not isinstance(class_index, int) or isinstance(class_index, bool)
-                    or not 0 <= class_index < NUM_CLASSES):
+                    or not 0 <= class_index < num_classes):
                 raise ImnetError(
                     f"{path}: {_val_name(position)} holds {json.dumps(class_index)[:40]}, "
-                    f"not a class index in 0..{NUM_CLASSES - 1}"
+                    f"not a class index in 0..{num_classes - 1} (the tree has {num_classes} classes)"
                 )
     return data
 

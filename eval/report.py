@@ -160,7 +160,8 @@ def results_from_store(store: Path, real_path: Path | None = None) -> list[Resul
         if len(sizes) != 1:
             raise ImnetError(f"{store}: models were evaluated on splits of different sizes {sorted(sizes)}; "
                              "ReaL labels fit one split")
-        real_labels = load_real_labels(real_path, sizes.pop())
+        classes = {int(p.config.get("num_classes", 1000)) for p in all_preds}
+        real_labels = load_real_labels(real_path, sizes.pop(), min(classes))
     return [row for preds in all_preds for row in rows_for_model(preds, real_labels)]
 
 

@@ -243,6 +243,8 @@ def eval_config(name: str, options: EvalOptions, weights: Path, num_classes: int
     from imnet.zoo import get_config
 
     config = get_config(name)
+    if options.img_size is not None and options.img_size < 1:
+        raise ImnetError(f"--img-size {options.img_size}: must be at least 1 (pixels of the crop)")
     crop_size = options.img_size or config.input_size[-1]
     crop_pct = options.crop_pct or config.crop_pct
     if not 0 < crop_pct <= 1:
@@ -422,7 +424,7 @@ def evaluate_model(plan: ModelPlan, model: torch.nn.Module, options: EvalOptions
     # The split's size before --limit: what a ReaL file must match and what "partial" is against.
     n_split = len(read_split(Path(options.data), options.split))
     if real_path is not None:
-        load_real_labels(real_path, n_split)
+        load_real_labels(real_path, n_split, int(config["num_classes"]))
     model = model.to(device)
     try:
         macs: int | None = count_macs(model, (3, config["crop_size"], config["crop_size"]))
@@ -518,8 +520,11 @@ def evaluate(options: EvalOptions) -> EvalSummary:
         raise ImnetError(f"{data}: --data folder not found; give a tree prepared by `imnet prep`")
     file_list = data / "meta" / f"{options.split}.txt"
     if (data / options.split).is_dir() and not file_list.is_file():
-        raise ImnetError(f"{file_list}: no file list; {data} looks like an ImageFolder tree: write its "
-                         f"manifests with `imnet verify --data {data} --write-manifests`")
+        from imnet.data.filelist import unfinished_prep
+
+        raise ImnetError(f"{file_list}: no file list; " + (unfinished_prep(data, options.split) or (
+            f"{data} looks like an ImageFolder tree: write its manifests with `imnet verify --data {data} "
+            f"--write-manifests`")))
     if options.limit is not None and options.limit < 1:
         raise ImnetError(f"--limit {options.limit}: must be at least 1")
     if options.amp not in ("off", *AMP_DTYPES):

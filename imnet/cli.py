@@ -47,22 +47,28 @@ def info() -> None:
 @cli.command()
 @click.option("--src", required=True, type=click.Path(path_type=Path),
               help="Folder holding ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and "
-                   "ILSVRC2012_devkit_t12.tar.gz (never modified).")
+                   "ILSVRC2012_devkit_t12.tar.gz (never modified; must not be inside --dst).")
 @click.option("--dst", required=True, type=click.Path(path_type=Path),
-              help="Folder for the prepared tree (train/, val/, meta/); must not be inside --src.")
+              help="Folder for the prepared tree (train/, val/, meta/); must not be inside --src, and its "
+                   "train/, val/ and meta/ must hold nothing imnet prep did not write.")
 @click.option("--checksums", type=click.Path(path_type=Path), default=None,
               help="md5sum-format file replacing the shipped official MD5s (for mirrors and fake archives).")
 @click.option("--only", type=click.Choice(["train", "val"]), default=None, help="Prepare only this split.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes writing images (default: the CPU count).")
 @click.option("--reverify", is_flag=True,
-              help="On splits already prepared, re-hash the archives and check every file and size.")
-def prep(src, dst, checksums, only, workers, reverify) -> None:
-    """Verify (MD5), extract and reorganize the official archives into DST, in one read pass per
-    archive; resumable after a crash, and a no-op on a complete tree."""
+              help="On splits already prepared, re-hash the archives and check every file's size and "
+                   "SHA-256 (meta/<split>.sha256).")
+@click.option("--redo", is_flag=True,
+              help="Prepare the chosen splits again even when complete, e.g. from other archives than the "
+                   "recorded ones (which prep otherwise refuses); removes only what prep wrote for them.")
+def prep(src, dst, checksums, only, workers, reverify, redo) -> None:
+    """Verify (MD5), extract, decode-check, hash (SHA-256) and reorganize the official archives into
+    DST, in one read pass per archive; resumable after a crash, a write error or SIGTERM, one run per
+    tree at a time (DST/.imnet-lock), and a no-op on a complete tree."""
     from imnet.prep import format_summary, prepare
 
-    summary = prepare(src, dst, checksums=checksums, only=only, workers=workers, reverify=reverify)
+    summary = prepare(src, dst, checksums=checksums, only=only, workers=workers, reverify=reverify, redo=redo)
     click.echo(format_summary(summary))
 
 
@@ -70,18 +76,33 @@ def prep(src, dst, checksums, only, workers, reverify) -> None:
 @click.option("--data", required=True, type=click.Path(path_type=Path),
               help="Prepared tree to check (DST of imnet prep, or a torchvision ImageNet root).")
 @click.option("--decode", is_flag=True, help="Also decode every image (slow; shows a progress bar).")
+@click.option("--hashes", is_flag=True,
+              help="Also check every image's SHA-256 against meta/<split>.sha256 (reads every byte; progress bar).")
 @click.option("--write-manifests", is_flag=True,
               help="Write meta/classes.tsv and meta/<split>.txt where missing (trees made by other tools).")
 @click.option("--devkit", type=click.Path(path_type=Path), default=None,
               help="Devkit archive giving ILSVRC2012_IDs and words for --write-manifests.")
-def verify(data, decode, write_manifests, devkit) -> None:
+@click.option("--acknowledge-bad", is_flag=True,
+              help="Settle the images imnet prep found undecodable: each that decodes now (you replaced it) is "
+                   "recorded as repaired, each that does not as acknowledged (the loaders then skip it); "
+                   "then check the tree.")
+def verify(data, decode, hashes, write_manifests, devkit, acknowledge_bad) -> None:
     """Check a prepared tree against its manifests: counts per class, every listed file present,
-    sizes, labels; exits non-zero naming what is wrong."""
+    sizes, labels, no unacknowledged undecodable image; exits 2 naming what is wrong."""
     from imnet.prep import verify_tree
+    from imnet.prep.verify import acknowledge_bad as settle_bad
 
-    report = verify_tree(data, decode=decode, write_manifests=write_manifests, devkit=devkit)
+    if acknowledge_bad:
+        acknowledged, repaired = settle_bad(data)
+        for rel in acknowledged:
+            click.echo(f"acknowledged {data / rel} (undecodable; the loaders skip it)", err=True)
+        for rel in repaired:
+            click.echo(f"recorded {data / rel} as repaired (it decodes now; new size and SHA-256)", err=True)
+    report = verify_tree(data, decode=decode, write_manifests=write_manifests, devkit=devkit, hashes=hashes)
     for path in report.wrote:
         click.echo(f"wrote {path}", err=True)
+    for note in report.notes:
+        click.echo(f"imnet verify: note: {note}", err=True)
     counts = ", ".join(f"{split} {n} images" for split, n in report.images.items())
     if report.problems:
         for problem in report.problems[:20]:
@@ -89,7 +110,8 @@ def verify(data, decode, write_manifests, devkit) -> None:
         more = len(report.problems) - 20
         raise ImnetError(f"{data}: {len(report.problems)} problems found ({counts})"
                          + (f"; {more} more not shown" if more > 0 else ""))
-    click.echo(f"ok: {data}: {counts}{', decoded' if decode else ''}")
+    checked = "".join(f", {what}" for flag, what in ((decode, "decoded"), (hashes, "hashes checked")) if flag)
+    click.echo(f"ok: {data}: {counts}{checked}")
 
 
 @cli.command()
@@ -313,7 +335,8 @@ def _eval_crop_counts(crops: tuple[str, ...], extra: list[str]) -> tuple[int, ..
 @click.option("--tf32/--no-tf32", default=False,
               help="TensorFloat-32 matmuls and convolutions on CUDA (faster, ~1e-3 relative error); "
                    "off: --amp off is true float32.")
-@click.option("--img-size", type=int, help="Override every model's crop size (recorded in the results).")
+@click.option("--img-size", type=click.IntRange(min=1),
+              help="Override every model's crop size in pixels (recorded in the results).")
 @click.option("--crop-pct", type=float, help="Override every model's crop_pct (recorded in the results).")
 @click.option("--limit", type=int, help="Evaluate only the first N images (quick check; reported as partial).")
 @click.option("--skip-bad", is_flag=True, help="Skip corrupt images (counted, named) instead of failing.")
@@ -517,7 +540,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         click.echo(f"imnet: error: {err}", err=True)
-        sys.exit(2)
+        sys.exit(getattr(err, "exit_code", 2))
     except click.exceptions.Abort:
         click.echo("imnet: aborted", err=True)
         sys.exit(130)

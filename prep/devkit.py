@@ -32,6 +32,7 @@ class Devkit:
     classes: list[ClassInfo]
     val_class_indices: list[int]
     md5: str
+    train_images: dict[str, int] | None = None  # meta.mat's num_train_images per leaf wnid, when given
 
     @property
     def wnids(self) -> list[str]:
@@ -62,6 +63,11 @@ def read_devkit_members(path: Path) -> tuple[bytes, bytes, str]:
 def parse_meta_mat(data: bytes, source: str) -> list[ClassInfo]:
     """Parse ``meta.mat`` bytes into the leaf classes, sorted by wnid (index = position).
     ``source`` names the file in errors."""
+    return _parse_meta_mat(data, source)[0]
+
+
+def _parse_meta_mat(data: bytes, source: str) -> tuple[list[ClassInfo], dict[str, int] | None]:
+    """(leaf classes sorted by wnid, num_train_images per leaf wnid or None when the field is absent)."""
     import numpy as np
     import scipy.io
 
@@ -77,16 +83,28 @@ def parse_meta_mat(data: bytes, source: str) -> list[ClassInfo]:
     if missing:
         raise ImnetError(f"{source}: meta.mat 'synsets' lacks the fields {', '.join(missing)}")
     leaves = []
+    counts: dict[str, int] | None = {} if "num_train_images" in names else None
+    by_id: dict[int, str] = {}
     for row in synsets:
+        wnid, ilsvrc_id = str(row["WNID"]), int(row["ILSVRC2012_ID"])
+        if ilsvrc_id in by_id:
+            # The ground truth names val classes by ID: a second row with the same ID would
+            # silently relabel every val image of one of the two classes.
+            raise ImnetError(f"{source}: meta.mat gives ILSVRC2012_ID {ilsvrc_id} to both {by_id[ilsvrc_id]} "
+                             f"and {wnid}; the devkit is corrupt, download it again")
+        by_id[ilsvrc_id] = wnid
         if int(row["num_children"]) == 0:
-            leaves.append((str(row["WNID"]), int(row["ILSVRC2012_ID"]), str(row["words"])))
+            leaves.append((wnid, ilsvrc_id, str(row["words"])))
+            if counts is not None:
+                counts[wnid] = int(row["num_train_images"])
     if not leaves:
         raise ImnetError(f"{source}: meta.mat 'synsets' has no leaf rows (num_children == 0)")
     wnids = [w for w, _, _ in leaves]
     if len(set(wnids)) != len(wnids):
-        raise ImnetError(f"{source}: meta.mat lists a leaf wnid twice")
+        duplicate = next(w for w in wnids if wnids.count(w) > 1)
+        raise ImnetError(f"{source}: meta.mat lists the leaf wnid {duplicate} twice")
     leaves.sort()
-    return [ClassInfo(index, wnid, ilsvrc_id, words) for index, (wnid, ilsvrc_id, words) in enumerate(leaves)]
+    return [ClassInfo(index, wnid, ilsvrc_id, words) for index, (wnid, ilsvrc_id, words) in enumerate(leaves)], counts
 
 
 def parse_ground_truth(data: bytes, classes: list[ClassInfo], source: str) -> list[int]:
@@ -111,6 +129,6 @@ def parse_ground_truth(data: bytes, classes: list[ClassInfo], source: str) -> li
 def parse_devkit(path: Path) -> Devkit:
     """Read and parse the devkit archive at ``path`` (hashing it on the way)."""
     meta, truth, md5 = read_devkit_members(path)
-    classes = parse_meta_mat(meta, f"{path}:{META_MAT}")
+    classes, counts = _parse_meta_mat(meta, f"{path}:{META_MAT}")
     val = parse_ground_truth(truth, classes, f"{path}:{GROUND_TRUTH}")
-    return Devkit(path=path, classes=classes, val_class_indices=val, md5=md5)
+    return Devkit(path=path, classes=classes, val_class_indices=val, md5=md5, train_images=counts)

@@ -1,22 +1,26 @@
 """``imnet prep``: the archives in ``--src`` -> a verified, prepared tree in ``--dst``.
 
 Per split, one read pass over its archive: ``tarfile`` streams the archive through an MD5-hashing
-reader while a pool of worker processes writes the members (inner class tars stay in memory). A
-finished unit is journaled; the split's manifests come next, and its completion record in
-``prep.json`` is written last, atomically. A checksum mismatch or a bad member discards everything
-the split wrote. Killed at any moment, the same command resumes and ends with the same tree.
+reader while a pool of worker processes decodes, hashes and writes the members (inner class tars
+stay in memory). A finished unit is journaled; the split's manifests and hash list come next, and
+its completion record in ``prep.json`` is written last, atomically. A checksum mismatch or a bad
+member discards everything the split wrote (and only that). Killed at any moment, the same command
+resumes and ends with the same tree; a write error or SIGTERM ends it with one line and the same
+command resumes. The whole run holds the tree's lock (``DST/.imnet-lock``).
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import mmap
 import multiprocessing
 import os
 import platform
-import shutil
 import signal
 import sys
+import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -26,21 +30,31 @@ import imnet
 from imnet.errors import ImnetError
 from imnet.prep.checksum import HashingReader, check_digest, md5_file, read_checksums
 from imnet.prep.devkit import Devkit, parse_devkit
-from imnet.prep.extract import UnitResult, extract_class_tar, write_val_chunk
+from imnet.prep.extract import SKIP_CHECKS_ENV, UnitResult, extract_class_tar, write_val_chunk
 from imnet.prep.layout import (
     SPLITS,
     TreeLayout,
+    WriteError,
+    atomic_write_lines,
     atomic_write_text,
+    blocks_for,
     check_disk_space,
     check_src_dst,
     ensure_writable_dir,
+    free_space,
+    fsync_dir,
     read_prep_json,
+    remove_stale_temp_files,
     split_is_complete,
+    temp_path,
+    write_error,
 )
+from imnet.prep.lock import TreeLock
 from imnet.prep.manifests import known_quirks, official_archives, write_classes, write_file_list
+from imnet.prep.owner import check_owned, journal_identity, remove_split_files
 from imnet.prep.quirks import Quirk, cross_check
 from imnet.prep.stream import TRAIN_CLASS_TAR, VAL_IMAGE, iter_stream
-from imnet.prep.verify import quick_check, verify_split
+from imnet.prep.verify import check_hashes, quick_check, verify_split
 
 ARCHIVES = {
     "train": "ILSVRC2012_img_train.tar",
@@ -55,22 +69,31 @@ INFLIGHT_BYTES = 1 << 30
 ARENA_MIN, ARENA_MAX = 64 << 20, 2 << 30
 # On an error, how long _Workers.close lets units in flight finish before killing the workers.
 CLOSE_GRACE_SECONDS = 120.0
-# The written tree takes a little more than the archive: file-system blocks round each file up.
-DISK_MARGIN = 1.02
+# Beyond the images themselves: the journal, file list and hash list take about this much per image.
+META_BYTES_PER_IMAGE = 320
 CRASH_ENV = "IMNET_PREP_CRASH_AT"
+STOP_ENV = "IMNET_PREP_STOP_AT"
+SHOWN_BAD = 20
 
 
 def _crash_point(label: str) -> None:
-    """Test hook for the crash-safety tests: with ``IMNET_PREP_CRASH_AT=<label>`` in the environment,
-    prep kills itself with SIGKILL when it reaches that point (labels: ``<split>:unit:<n>`` after the
-    n-th unit journaled in this run, ``<split>:manifests``, ``<split>:record-temp``, ``<split>:record``)."""
+    """Test hooks for the crash-safety and concurrency tests: with ``IMNET_PREP_CRASH_AT=<label>`` in
+    the environment prep kills itself with SIGKILL when it reaches that point (labels:
+    ``<split>:unit:<n>`` after the n-th unit journaled in this run, ``<split>:manifests``,
+    ``<split>:record-temp``, ``<split>:record``, ``worker``); with ``IMNET_PREP_STOP_AT=<label>`` it
+    stops itself (SIGSTOP, until the test sends SIGCONT) at ``locked`` (lock held, nothing written)
+    or ``space-checked`` (about to write the first image)."""
     if os.environ.get(CRASH_ENV) == label:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(STOP_ENV) == label:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def _worker_init() -> None:
-    """Pool workers die with their parent (``kill -9`` of prep leaves no orphans behind)."""
+    """Pool workers die with their parent (``kill -9`` of prep leaves no orphans behind) and leave
+    SIGINT/SIGTERM to it (it stops them once the journal is in order)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         import ctypes
 
@@ -79,8 +102,6 @@ def _worker_init() -> None:
         pass
 
 
-# The shared-memory arena of the running prep: an anonymous shared mapping created before the pool
-# forks, so the workers see the bytes the parent reads into it (no pickling, no pipe copies).
 _ARENA: mmap.mmap | None = None
 
 
@@ -251,47 +272,116 @@ class _Workers:
         self._pending.clear()
 
 
+
+class Terminated(ImnetError):
+    """prep got SIGTERM or SIGINT. The journal keeps every finished unit; the same command resumes.
+    The CLI exits with 128 + the signal number, as a shell reports a terminated command."""
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class _Signals:
+    """SIGTERM/SIGINT during prep raise :class:`Terminated` in the main thread, except inside
+    :meth:`protected` sections (the manifests and the completion record, a discard), where the
+    signal is held until the section ends. Only installed when prep runs in the main thread."""
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self.depth = 0
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.depth:
+            self.pending = signum
+            return
+        raise Terminated(signal.Signals(signum).name, signum)
+
+    def __enter__(self) -> "_Signals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    @contextlib.contextmanager
+    def protected(self):
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.pending is not None:
+                signum, self.pending = self.pending, None
+                raise Terminated(signal.Signals(signum).name, signum)
+
+
+_SIGNALS = _Signals()
+
+
 class Journal:
     """The finished units of a split in progress: ``DST/meta/.journal-<split>.jsonl``, an identity
-    line (archive name, size, mtime, expected md5) then one JSON line per finished unit, appended and
-    flushed as units finish. A line cut short by a kill is dropped on the next load (that unit is
-    simply redone)."""
+    line (archive name, size, mtime, expected md5) then one JSON line per finished unit (its files,
+    sizes, SHA-256s and quirks), appended and flushed as units finish. A line cut short by a kill is
+    dropped on the next load (that unit is simply redone)."""
 
     def __init__(self, path: Path, identity: dict, done: dict[str, UnitResult]):
         self.path = path
         self.done = done
         self.written_this_run = 0
+        self.created_dir = bool(identity.get("created_dir"))
         lines = [json.dumps(identity)] + [json.dumps(r.to_dict()) for r in done.values()]
-        atomic_write_text(path, "".join(line + "\n" for line in lines), fsync=False)
-        self._handle = open(path, "a", encoding="utf-8")
+        atomic_write_lines(path, (line + "\n" for line in lines), fsync=False)
+        try:
+            self._handle = open(path, "a", encoding="utf-8")
+        except OSError as err:
+            raise write_error(path, err) from err
 
     def record(self, result: UnitResult, split: str) -> None:
         """Append a finished unit (flushed to the OS, so it survives a kill of this process)."""
-        self._handle.write(json.dumps(result.to_dict()) + "\n")
-        self._handle.flush()
+        try:
+            self._handle.write(json.dumps(result.to_dict()) + "\n")
+            self._handle.flush()
+        except OSError as err:
+            raise write_error(self.path, err) from err
         self.done[result.unit] = result
         self.written_this_run += 1
         _crash_point(f"{split}:unit:{self.written_this_run}")
 
     def close(self) -> None:
         if not self._handle.closed:
-            self._handle.close()
+            try:
+                self._handle.close()
+            except OSError:
+                pass  # a line cut short (disk full) is dropped on the next load
 
 
 def read_journal(path: Path) -> tuple[dict | None, dict[str, UnitResult]]:
-    """(identity, finished units) of a journal file; ``(None, {})`` when there is none."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        identity = json.loads(lines[0])
-    except (OSError, ValueError, IndexError):
-        return None, {}
+    """(identity, finished units) of a journal file; ``(None, {})`` when there is none. Read line by
+    line (a full train journal holds a line per class tar with its 1,300 hashes)."""
     done = {}
-    for line in lines[1:]:
-        try:
-            result = UnitResult.from_dict(json.loads(line))
-        except (ValueError, KeyError, TypeError):
-            continue  # cut short by a kill: the unit is redone
-        done[result.unit] = result
+    try:
+        with open(path, encoding="utf-8") as handle:
+            try:
+                identity = json.loads(handle.readline())
+            except ValueError:
+                return None, {}
+            for line in handle:
+                try:
+                    result = UnitResult.from_dict(json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    continue  # cut short by a kill, or from an older imnet: the unit is redone
+                done[result.unit] = result
+    except (OSError, UnicodeDecodeError):
+        return None, {}
+    if not isinstance(identity, dict):
+        return None, {}
     return identity, done
 
 
@@ -301,33 +391,78 @@ def _archive_identity(archive: Path, md5: str) -> dict:
 
 
 def discard_split(layout: TreeLayout, split: str) -> None:
-    """Remove everything a split wrote (its folder, journal, manifest and record), so nothing from a
-    bad archive can look prepared."""
-    record = read_prep_json(layout)
-    if split in record["splits"]:
-        del record["splits"][split]
-        atomic_write_text(layout.prep_json, json.dumps(record, indent=1, sort_keys=True) + "\n")
-    shutil.rmtree(layout.split_dir(split), ignore_errors=True)
-    layout.journal(split).unlink(missing_ok=True)
-    layout.file_list(split).unlink(missing_ok=True)
+    """Remove everything prep wrote for a split (its images, class folders, manifests, journal and
+    record), and nothing else, so nothing from a bad archive can look prepared. The record and the
+    journal go last: until then the files are still recorded as prep's own."""
+    with _SIGNALS.protected():
+        record = read_prep_json(layout)
+        made = (journal_identity(layout.journal(split)) or {}).get("created_dir") or \
+            record["splits"].get(split, {}).get("created_dir")
+        remove_split_files(layout, split, remove_folder=bool(made))
+        layout.file_list(split).unlink(missing_ok=True)
+        layout.hash_list(split).unlink(missing_ok=True)
+        layout.journal(split).unlink(missing_ok=True)
+        record = read_prep_json(layout)
+        if split in record["splits"]:
+            del record["splits"][split]
+            atomic_write_text(layout.prep_json, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def open_journal(layout: TreeLayout, split: str, identity: dict) -> Journal:
     """Resume the journal of an interrupted run of ``split`` on the same archive (same name, size,
-    mtime, expected md5); otherwise discard whatever the split's folder holds and start afresh."""
+    mtime, expected md5); otherwise discard whatever prep wrote for the split and start afresh."""
     previous, done = read_journal(layout.journal(split))
+    made = bool(previous and previous.pop("created_dir", False))
     if previous != identity:
         discard_split(layout, split)
-        done = {}
-    return Journal(layout.journal(split), identity, done)
+        done, made = {}, False
+    split_dir = layout.split_dir(split)
+    if not os.path.lexists(split_dir):
+        try:
+            split_dir.mkdir()
+        except OSError as err:
+            raise write_error(split_dir, err) from err
+        made = True
+    # Whether prep made DST/<split>: only then does a discard remove the (empty) folder itself.
+    return Journal(layout.journal(split), dict(identity, created_dir=made), done)
 
 
-def _stream_train(reader, archive: Path, devkit: Devkit, layout: TreeLayout, journal: Journal,
+def _official(archive: Path, md5: str | None) -> dict | None:
+    """The manifest's facts about ``archive`` when it is the official one (its expected md5 is the
+    official md5), else None."""
+    official = official_archives().get(archive.name)
+    return official if official and md5 is not None and official.get("md5") == md5 else None
+
+
+def _expected_class_counts(archive: Path, md5: str, devkit: Devkit) -> dict[str, int] | None:
+    """Per-class image counts the train archive must hold: for the official archive, the official
+    devkit's ``num_train_images`` (they sum to the manifest's 1,281,167); None for other archives."""
+    official = _official(archive, md5)
+    counts = devkit.train_images
+    if official and counts and sum(counts.values()) == official.get("images"):
+        return counts
+    return None
+
+
+def _stream_train(reader, archive: Path, md5: str, devkit: Devkit, layout: TreeLayout, journal: Journal,
                   workers: _Workers, bar: tqdm) -> None:
     """Send each inner class tar of the train archive to the workers (skipping journaled ones)."""
     expected = set(devkit.wnids)
+    counts = _expected_class_counts(archive, md5, devkit)
     seen: set[str] = set()
     split_dir = layout.split_dir("train")
+
+    def finished(result: UnitResult) -> None:
+        source = f"{archive}:{result.unit}.tar"
+        if not result.files:
+            raise ImnetError(f"{source} holds no images; the archive is incomplete or corrupt, download it again")
+        if counts is not None and len(result.files) != counts[result.unit]:
+            raise ImnetError(f"{source} holds {len(result.files)} images; the official archive has "
+                             f"{counts[result.unit]} in this class (num_train_images of {devkit.path.name}); "
+                             f"the archive is damaged, download it again")
+        journal.record(result, "train")
+        bar.set_postfix(classes=len(journal.done), refresh=False)
+
     for match, data in iter_stream(reader, str(archive), TRAIN_CLASS_TAR, into=workers.reserve):
         wnid = match.group(1)
         if wnid not in expected:
@@ -339,10 +474,9 @@ def _stream_train(reader, archive: Path, devkit: Devkit, layout: TreeLayout, jou
             workers.unreserve()
             continue
         for result in workers.submit(len(data), extract_class_tar, data, split_dir, wnid, str(archive)):
-            journal.record(result, "train")
-            bar.set_postfix(classes=len(journal.done), refresh=False)
+            finished(result)
     for result in workers.drain():
-        journal.record(result, "train")
+        finished(result)
     if seen != expected:
         missing = sorted(expected - seen)
         raise ImnetError(
@@ -351,7 +485,7 @@ def _stream_train(reader, archive: Path, devkit: Devkit, layout: TreeLayout, jou
         )
 
 
-def _stream_val(reader, archive: Path, devkit: Devkit, layout: TreeLayout, journal: Journal,
+def _stream_val(reader, archive: Path, md5: str, devkit: Devkit, layout: TreeLayout, journal: Journal,
                 workers: _Workers, bar: tqdm) -> None:
     """Send the val images, in chunks, to the workers, each to ``val/<wnid>/`` of its ground truth."""
     truth = devkit.val_class_indices
@@ -395,8 +529,19 @@ def _stream_val(reader, archive: Path, devkit: Devkit, layout: TreeLayout, journ
         )
 
 
+def _hash_lines(split: str, results: list[UnitResult]):
+    """``sha256sum`` lines (``<hex>  <split>/<wnid>/<file>``, relative to DST) of every image, in the
+    order of the split's file list: train by (class, name), val by val number. Streamed."""
+    for result in results:
+        pairs = result.digests()
+        if split == "train":
+            pairs = sorted(pairs)
+        for rel, digest in pairs:
+            yield f"{digest}  {split}/{rel}\n"
+
+
 def _split_record(split: str, archive: Path, md5: str, devkit: Devkit, results: list[UnitResult],
-                  started: float, workers: int) -> tuple[dict, list[tuple[str, int]]]:
+                  started: float, workers: int, hashed: bool, created_dir: bool) -> tuple[dict, list[tuple[str, int]]]:
     """The split's ``prep.json`` record and its file list (DALI format entries, in manifest order)."""
     index = {c.wnid: c.class_index for c in devkit.classes}
     files = sorted(rel for r in results for rel, _ in r.files)
@@ -412,6 +557,14 @@ def _split_record(split: str, archive: Path, md5: str, devkit: Devkit, results: 
     quirks = sorted((q for r in results for q in r.quirks), key=lambda q: q["file"])
     repaired = [q for q in quirks if q["kind"] not in ("grayscale", "undecodable") and q["action"] != "kept"]
     present = {rel.rsplit("/", 1)[1] for rel in files}
+    bad = {q["file"]: {"file": q["file"], "reason": q["action"].removeprefix("kept; ")}
+           for q in quirks if q["kind"] == "undecodable"}
+    if bad:
+        for result in results:
+            for rel, size in result.files:
+                if f"{split}/{rel}" in bad:
+                    bad[f"{split}/{rel}"]["bytes"] = size
+    decoded = "decode" not in os.environ.get(SKIP_CHECKS_ENV, "")
     record = {
         "complete": True,
         "archive": archive.name,
@@ -422,7 +575,11 @@ def _split_record(split: str, archive: Path, md5: str, devkit: Devkit, results: 
         "classes": dict(sorted(per_class.items())),
         "repaired": repaired,
         "grayscale": [q["file"] for q in quirks if q["kind"] == "grayscale"],
-        "undecodable": [q for q in quirks if q["kind"] == "undecodable"],
+        # Every image was fully decoded by PIL: the ones it refused (loaders and imnet verify read this).
+        "decode_checked": decoded,
+        "undecodable": list(bad.values()),
+        "hashes": layout_hash_name(split) if hashed else None,
+        "created_dir": created_dir,
         "quirks_vs_known": cross_check(split, [Quirk(**q) for q in quirks], present, known_quirks()),
         "workers": workers,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -430,6 +587,11 @@ def _split_record(split: str, archive: Path, md5: str, devkit: Devkit, results: 
         "seconds": round(time.time() - started, 3),
     }
     return record, entries
+
+
+def layout_hash_name(split: str) -> str:
+    """The hash list's path relative to DST, as the record names it."""
+    return f"meta/{split}.sha256"
 
 
 def write_split_record(layout: TreeLayout, split: str, split_record: dict, devkit: Devkit) -> None:
@@ -443,24 +605,26 @@ def write_split_record(layout: TreeLayout, split: str, split_record: dict, devki
     record["devkit"] = {"archive": devkit.path.name, "md5": devkit.md5, "classes": len(devkit.classes),
                         "val_images": len(devkit.val_class_indices)}
     record["splits"][split] = split_record
-    tmp = layout.prep_json.with_name(".prep.json.part")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    _crash_point(f"{split}:record-temp")
-    os.replace(tmp, layout.prep_json)
-    dir_fd = os.open(layout.meta, os.O_RDONLY)
+    tmp = temp_path(layout.prep_json)
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, indent=1, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        _crash_point(f"{split}:record-temp")
+        os.replace(tmp, layout.prep_json)
+        fsync_dir(layout.meta)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise write_error(layout.prep_json, err) from err
 
 
 def prepare_split(split: str, archive: Path, md5: str, checksums_name: str, devkit: Devkit,
                   layout: TreeLayout, workers: _Workers, progress: bool = True) -> dict:
-    """Stream, verify and extract one split's archive into ``layout``; write its manifests and its
-    completion record. Returns the split's record. A bad archive leaves nothing of the split behind."""
+    """Stream, verify and extract one split's archive into ``layout``; write its manifests, its hash
+    list and its completion record. Returns the split's record. A bad archive leaves nothing of the
+    split behind; a write error, a dead worker or SIGTERM keeps the journal, so the same command
+    resumes."""
     started = time.time()
     journal = open_journal(layout, split, _archive_identity(archive, md5))
     size = archive.stat().st_size
@@ -470,14 +634,20 @@ def prepare_split(split: str, archive: Path, md5: str, checksums_name: str, devk
         with HashingReader(archive, on_read=bar.update, threaded=True) as reader:
             workers.reader = reader
             stream = _stream_train if split == "train" else _stream_val
-            stream(reader, archive, devkit, layout, journal, workers, bar)
+            stream(reader, archive, md5, devkit, layout, journal, workers, bar)
             reader.drain()
             digest = reader.hexdigest()
             workers.reader = None
         check_digest(archive, digest, md5, checksums_name)
-    except WorkerDied:
+    except (WorkerDied, WriteError, Terminated) as err:
         workers.abandon()  # the journal keeps the finished units: a re-run resumes
-        raise
+        bar.close()
+        journal.close()
+        kept = f"{len(journal.done)} finished {'class tars' if split == 'train' else 'chunks of val images'}"
+        if isinstance(err, Terminated):
+            raise Terminated(f"terminated by {err} while preparing the {split} split; {kept} are kept in "
+                             f"{journal.path}: run the same command again to resume", err.signum) from None
+        raise type(err)(f"{err} [{kept} of the {split} split are kept in {journal.path}]") from err
     except ImnetError as err:
         bar.close()
         journal.close()
@@ -488,36 +658,40 @@ def prepare_split(split: str, archive: Path, md5: str, checksums_name: str, devk
         bar.close()
         journal.close()
     results = sorted(journal.done.values(), key=lambda r: r.unit)
-    record, entries = _split_record(split, archive, digest, devkit, results, started, workers.workers)
-    write_classes(layout.classes_tsv, devkit.classes)
-    write_file_list(layout.file_list(split), entries)
-    # Images are not fsynced one by one (a kill cannot lose what the OS holds; a system-wide sync
-    # here costs seconds on a busy machine): the record is fsynced, so prep's guarantee is against
-    # crashes of prep, not against power loss, where `imnet prep --reverify` checks the tree.
-    _crash_point(f"{split}:manifests")
-    write_split_record(layout, split, record, devkit)
-    _crash_point(f"{split}:record")
-    journal.path.unlink(missing_ok=True)
+    hashed = all(len(r.sha256) == 32 * len(r.files) for r in results) and \
+        "hash" not in os.environ.get(SKIP_CHECKS_ENV, "")
+    record, entries = _split_record(split, archive, digest, devkit, results, started, workers.workers, hashed,
+                                    journal.created_dir)
+    with _SIGNALS.protected():
+        write_classes(layout.classes_tsv, devkit.classes)
+        write_file_list(layout.file_list(split), entries)
+        if hashed:
+            atomic_write_lines(layout.hash_list(split), _hash_lines(split, results))
+        else:
+            layout.hash_list(split).unlink(missing_ok=True)
+        # Images are not fsynced one by one (a kill cannot lose what the OS holds; a system-wide sync
+        # here costs seconds on a busy machine): the record is fsynced, so prep's guarantee is against
+        # crashes of prep, not against power loss, where `imnet prep --reverify` checks the tree.
+        _crash_point(f"{split}:manifests")
+        write_split_record(layout, split, record, devkit)
+        _crash_point(f"{split}:record")
+        journal.path.unlink(missing_ok=True)
     return record
 
 
-def _expected_bytes(archive: Path, md5: str) -> int:
-    """The bytes a split will take: the official size for an official archive, else its file size."""
-    official = official_archives().get(archive.name)
-    if official and official.get("md5") == md5 and "bytes" in official:
-        return int(official["bytes"])
-    return archive.stat().st_size
-
-
 def _check_archive(archive: Path, md5: str | None, checksums_name: str) -> str:
-    """Up-front checks of one archive: present, listed in the checksums, and the official size when
-    it is an official archive. Returns its expected md5."""
+    """Up-front checks of one archive: present (a file, not a folder), listed in the checksums, and
+    the official size when it is an official archive. Returns its expected md5."""
+    if archive.is_dir():
+        raise ImnetError(f"{archive} is a folder, not the archive file {archive.name}; put the downloaded "
+                         f"file itself in --src")
     if not archive.is_file():
-        raise ImnetError(f"missing archive {archive}; download {archive.name} from image-net.org into --src")
+        kind = "" if not os.path.lexists(archive) else " (not a regular file)"
+        raise ImnetError(f"missing archive {archive}{kind}; download {archive.name} from image-net.org into --src")
     if md5 is None:
         raise ImnetError(f"{checksums_name}: no checksum for {archive.name}")
-    official = official_archives().get(archive.name)
-    if official and official.get("md5") == md5 and "bytes" in official:
+    official = _official(archive, md5)
+    if official and "bytes" in official:
         actual = archive.stat().st_size
         if actual != official["bytes"]:
             raise ImnetError(
@@ -527,10 +701,63 @@ def _check_archive(archive: Path, md5: str | None, checksums_name: str) -> str:
     return md5
 
 
+def _sample_member_size(archive: Path, split: str) -> float | None:
+    """Mean size of the first images in ``archive`` (tar headers only: the first inner class tar's
+    first 256 members for train, the first 256 members for val), or None when it cannot be read."""
+    sizes = []
+    try:
+        with tarfile.open(archive, mode="r:") as tar:
+            if split == "train":
+                member = tar.next()
+                if member is None or not member.isreg():
+                    return None
+                with tarfile.open(fileobj=tar.extractfile(member), mode="r:") as inner:
+                    for image in inner:
+                        sizes.append(image.size)
+                        if len(sizes) >= 256:
+                            break
+            else:
+                for image in tar:
+                    sizes.append(image.size)
+                    if len(sizes) >= 256:
+                        break
+    except (tarfile.TarError, OSError, EOFError):
+        return None
+    return sum(sizes) / len(sizes) if sizes else None
+
+
+def _space_needed(split: str, archive: Path, md5: str, block: int, classes: int,
+                  journaled: list[UnitResult]) -> tuple[int, int]:
+    """(bytes, files) a split will take on a file system of ``block``-byte blocks, less what its
+    journal says is written already. Every image takes a whole number of blocks (on average half a
+    block more than its size, never less than one block); the count of images comes from the
+    manifest for an official archive, else from the archive's size and the mean size of its first
+    members."""
+    official = _official(archive, md5)
+    archive_bytes = archive.stat().st_size
+    if official and "images" in official:
+        images = int(official["images"])
+        data = int(official.get("bytes", archive_bytes))
+    else:
+        mean = _sample_member_size(archive, split) or 110_000.0
+        images = max(1, round(archive_bytes / (mean + 512 + 256)))  # tar: a header and padding per member
+        data = int(images * mean)
+    per_image = max(block, data / images + block / 2)
+    # Class folders: a block per 100 entries or so; the manifests and journal in meta/.
+    folders = classes * blocks_for(max(1, images // classes) * 40, block)
+    total = images * per_image + images * META_BYTES_PER_IMAGE + folders
+    written = sum(blocks_for(size, block) for r in journaled for _, size in r.files)
+    done_files = sum(len(r.files) for r in journaled)
+    return max(0, int(total) - written), max(0, images - done_files) + classes + 8
+
+
 def _reverify(split: str, src: Path, layout: TreeLayout, split_record: dict, progress: bool) -> None:
-    """``--reverify`` on a complete split: re-hash its archive and check every file's presence and
-    the per-class sizes; raises :class:`ImnetError` on any difference, changes nothing."""
+    """``--reverify`` on a complete split: re-hash its archive, check every file's presence, the
+    per-class sizes and every image's SHA-256 against ``meta/<split>.sha256``; raises
+    :class:`ImnetError` on any difference, changes nothing."""
     archive = src / split_record["archive"]
+    if archive.is_dir():
+        raise ImnetError(f"{archive} is a folder, not the archive file; --reverify needs the archive to re-hash")
     if not archive.is_file():
         raise ImnetError(f"missing archive {archive}; --reverify needs it to re-hash")
     with tqdm(total=archive.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
@@ -538,20 +765,53 @@ def _reverify(split: str, src: Path, layout: TreeLayout, split_record: dict, pro
         digest = md5_file(archive, on_read=bar.update)
     check_digest(archive, digest, split_record["md5"], str(layout.prep_json))
     problems = verify_split(layout, split, split_record=split_record, decode=False, progress=progress)
+    if not problems:
+        problems = check_hashes(layout, split, split_record, progress=progress)
     if problems:
         raise ImnetError(f"{layout.dst}: the {split} split differs from its record: {problems[0]}"
                          + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
 
 
+def _identity_mismatch(split: str, split_record: dict, archive: Path, md5: str | None,
+                       checksums_name: str) -> str | None:
+    """Why the archive in --src is not the one the complete split was prepared from (its size, or the
+    md5 the checksum list gives), or None when it matches or is not there to compare."""
+    if not archive.is_file():
+        return None
+    recorded = f"md5 {split_record.get('md5')}, {split_record.get('archive_bytes')} bytes"
+    size = archive.stat().st_size
+    if split_record.get("archive_bytes") is not None and size != split_record["archive_bytes"]:
+        return f"{archive} has {size} bytes, but the {split} split was prepared from an archive of {recorded}"
+    if md5 is not None and md5 != split_record.get("md5"):
+        return f"{checksums_name} gives md5 {md5} for {archive.name}, but the {split} split was prepared from " \
+               f"an archive of {recorded}"
+    return None
+
+
+def _report_bad(layout: TreeLayout, split: str, split_record: dict) -> int:
+    """Name the split's undecodable, unacknowledged images on stderr (the first ones); returns how many."""
+    bad = [b for b in split_record.get("undecodable", []) if not b.get("acknowledged")]
+    for item in bad[:SHOWN_BAD]:
+        reason = item.get("reason") or item.get("action", "")
+        print(f"imnet prep: {layout.dst / item['file']} does not decode ({reason}); kept, listed as "
+              f"undecodable in {layout.prep_json}", file=sys.stderr)
+    if len(bad) > SHOWN_BAD:
+        print(f"imnet prep: ... and {len(bad) - SHOWN_BAD} more undecodable {split} images", file=sys.stderr)
+    return len(bad)
+
+
 def prepare(src: Path, dst: Path, checksums: Path | None = None, only: str | None = None,
-            workers: int | None = None, reverify: bool = False, progress: bool = True) -> dict:
+            workers: int | None = None, reverify: bool = False, progress: bool = True,
+            redo: bool = False) -> dict:
     """Prepare ILSVRC2012 from the archives in ``src`` into the tree ``dst`` (DESIGN.md layout).
 
     ``checksums``: an md5sum-format file replacing the shipped official MD5s; ``only``: ``"train"``
     or ``"val"`` to prepare one split; ``workers``: extraction processes (default: CPU count);
-    ``reverify``: on an already prepared split, re-hash the archive and check the tree.
+    ``reverify``: on an already prepared split, re-hash the archive and check every image's size and
+    SHA-256; ``redo``: prepare the chosen splits again even when complete (e.g. from other archives).
+    Holds the tree's lock for the whole run, and refuses a ``dst`` holding files it did not write.
     Returns a summary: ``{"dst", "seconds", "splits": {split: {"status", "images", "bytes",
-    "repaired", "seconds"}}}``. User errors raise :class:`ImnetError`.
+    "repaired", "undecodable", "seconds"}}}``. User errors raise :class:`ImnetError`.
     """
     t0 = time.time()
     src, dst = Path(src), Path(dst)
@@ -564,47 +824,83 @@ def prepare(src: Path, dst: Path, checksums: Path | None = None, only: str | Non
     if dst.exists() and not dst.is_dir():
         raise ImnetError(f"--dst {dst} is not writable: it exists and is not a folder")
     layout = TreeLayout(dst)
+    checksums_name = str(checksums) if checksums else "the shipped manifests/ILSVRC2012.md5"
+    md5s = read_checksums(checksums)
+    with _SIGNALS, TreeLock(layout.lock, "imnet prep", label="--dst"):
+        _crash_point("locked")
+        try:
+            return _prepare_locked(src, layout, splits, md5s, checksums_name, workers, reverify, progress,
+                                   redo, t0)
+        except Terminated as err:
+            if "while preparing" in str(err):
+                raise
+            raise Terminated(f"terminated by {err}; nothing is left half-done: run the same command again",
+                             err.signum) from None
+
+
+def _prepare_locked(src: Path, layout: TreeLayout, splits: list[str], md5s: dict[str, str], checksums_name: str,
+                    workers: int | None, reverify: bool, progress: bool, redo: bool, t0: float) -> dict:
+    dst = layout.dst
     record = read_prep_json(layout) if dst.is_dir() else {"splits": {}}
+    scans = check_owned(layout, record)
+    remove_stale_temp_files(layout.meta)  # left by killed runs; nothing else writes while we hold the lock
     summary: dict = {"dst": str(dst), "splits": {}}
 
-    todo = []
+    todo, discard = [], []
     for split in splits:
         split_record = record["splits"].get(split, {})
         if split_is_complete(record, split):
-            problems = quick_check(layout, split, split_record)
-            if not problems:
-                # Left over when a run was killed between the record and the clean-up.
-                layout.journal(split).unlink(missing_ok=True)
-                if reverify:
-                    _reverify(split, src, layout, split_record, progress)
-                summary["splits"][split] = {"status": "reverified" if reverify else "already prepared",
-                                            "images": split_record["images"], "bytes": split_record["bytes"],
-                                            "repaired": len(split_record["repaired"]), "seconds": 0.0}
-                continue
-            print(f"imnet prep: {split} was marked complete but {problems[0]}; preparing it again",
-                  file=sys.stderr)
-            discard_split(layout, split)
+            archive = src / ARCHIVES[split]
+            mismatch = _identity_mismatch(split, split_record, archive, md5s.get(archive.name), checksums_name)
+            if mismatch and not redo:
+                raise ImnetError(f"{mismatch}: a different archive. Prepare the split again from --src with "
+                                 f"--redo, or choose another --dst")
+            if not redo:
+                problems = quick_check(layout, split, split_record, scans[split].counts)
+                if not problems:
+                    # Left over when a run was killed between the record and the clean-up.
+                    layout.journal(split).unlink(missing_ok=True)
+                    if reverify:
+                        _reverify(split, src, layout, split_record, progress)
+                    bad = _report_bad(layout, split, split_record)
+                    summary["splits"][split] = {"status": "reverified" if reverify else "already prepared",
+                                                "images": split_record["images"], "bytes": split_record["bytes"],
+                                                "repaired": len(split_record["repaired"]), "undecodable": bad,
+                                                "seconds": 0.0}
+                    continue
+                print(f"imnet prep: {split} was marked complete but {problems[0]}; preparing it again",
+                      file=sys.stderr)
+            else:
+                print(f"imnet prep: --redo: preparing the {split} split again", file=sys.stderr)
+            discard.append(split)
+        elif redo:
+            discard.append(split)
         todo.append(split)
     if not todo:
         summary["seconds"] = round(time.time() - t0, 3)
         return summary
 
-    checksums_name = str(checksums) if checksums else "the shipped manifests/ILSVRC2012.md5"
-    md5s = read_checksums(checksums)
     devkit_path = src / ARCHIVES["devkit"]
     devkit_md5 = _check_archive(devkit_path, md5s.get(devkit_path.name), checksums_name)
     archives = {split: src / ARCHIVES[split] for split in todo}
     expected = {split: _check_archive(path, md5s.get(path.name), checksums_name) for split, path in archives.items()}
 
-    needed = 0
-    for split, archive in archives.items():
-        needed += int(_expected_bytes(archive, expected[split]) * DISK_MARGIN)
-        needed -= sum(r.bytes for r in read_journal(layout.journal(split))[1].values())  # resuming
-    check_disk_space(dst, needed, " and ".join(todo))
-
     devkit = parse_devkit(devkit_path)
     check_digest(devkit_path, devkit.md5, devkit_md5, checksums_name)
+
+    block = free_space(dst).block
+    needed_bytes = needed_files = 0
+    for split, archive in archives.items():
+        journaled = [] if split in discard else list(read_journal(layout.journal(split))[1].values())
+        more_bytes, more_files = _space_needed(split, archive, expected[split], block, len(devkit.classes),
+                                               journaled)
+        needed_bytes += more_bytes
+        needed_files += more_files
+    check_disk_space(dst, needed_bytes, needed_files, " and ".join(todo))
     ensure_writable_dir(dst)
+    for split in discard:
+        discard_split(layout, split)
+    _crash_point("space-checked")
 
     workers = workers if workers is not None else (os.cpu_count() or 1)
     unit_bytes = archives["train"].stat().st_size / len(devkit.classes) if "train" in archives else 0
@@ -614,11 +910,16 @@ def prepare(src: Path, dst: Path, checksums: Path | None = None, only: str | Non
         for split in todo:
             split_record = prepare_split(split, archives[split], expected[split], checksums_name, devkit,
                                          layout, pool, progress)
+            bad = _report_bad(layout, split, split_record)
             summary["splits"][split] = {"status": "prepared", "images": split_record["images"],
                                         "bytes": split_record["bytes"], "repaired": len(split_record["repaired"]),
-                                        "seconds": split_record["seconds"]}
+                                        "undecodable": bad, "seconds": split_record["seconds"]}
     finally:
         pool.close()
+    if any(info["undecodable"] for info in summary["splits"].values()):
+        print(f"imnet prep: `imnet verify --data {dst}` fails until the undecodable images are repaired or "
+              f"acknowledged (`imnet verify --data {dst} --acknowledge-bad`); the loaders refuse them "
+              f"(`imnet eval --skip-bad` skips them)", file=sys.stderr)
     summary["seconds"] = round(time.time() - t0, 3)
     return summary
 
@@ -629,6 +930,7 @@ def format_summary(summary: dict) -> str:
     for split, info in summary["splits"].items():
         rate = info["images"] / info["seconds"] if info["seconds"] else 0
         extra = f", {rate:.0f} images/s" if info["status"] == "prepared" and rate else ""
+        bad = f", {info['undecodable']} undecodable" if info.get("undecodable") else ""
         parts.append(f"{split} {info['status']}: {info['images']} images, {info['bytes'] / 1e6:.1f} MB, "
-                     f"{info['repaired']} repaired{extra}")
+                     f"{info['repaired']} repaired{bad}{extra}")
     return f"{'; '.join(parts)} -> {summary['dst']} ({summary['seconds']:.1f}s)"

@@ -2,7 +2,9 @@
 nothing half-done that looks prepared."""
 import io
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -16,6 +18,7 @@ from imnet.errors import ImnetError
 from imnet.prep import prepare
 from imnet.testing import fake_ilsvrc
 from imnet.testing.fake import add_bytes, add_to_class_tar, meta_mat_bytes, write_checksums, write_devkit
+from imnet.testing.fs import can_mount, tmpfs
 
 SMALL = dict(classes=4, train_per_class=3, val=8, image_size=(24, 24))
 Src = namedtuple("Src", "root train val devkit checksums fake")
@@ -77,8 +80,10 @@ def test_wrong_checksum(src, tmp_path):
 
 def test_wrong_checksum_after_an_interrupted_run_discards_the_partial_split(src, tmp_path):
     dst = tmp_path / "dst"
-    run(src, dst, only="train")
-    (dst / "meta" / "prep.json").unlink()  # as if killed before the record: train now looks partial
+    killed = subprocess.run([sys.executable, "-m", "imnet", "prep", "--src", str(src.root), "--dst", str(dst),
+                             "--checksums", str(src.checksums), "--only", "train"],
+                            env=dict(os.environ, IMNET_PREP_CRASH_AT="train:record-temp"), capture_output=True)
+    assert killed.returncode == -signal.SIGKILL  # killed before the record: train is partial, journaled
     src.checksums.write_text(src.checksums.read_text().replace(src.checksums.read_text()[:32], "f" * 32, 1))
     with pytest.raises(ImnetError, match="checksum mismatch"):
         run(src, dst, only="train")
@@ -179,6 +184,21 @@ def test_ground_truth_of_wrong_length(src, tmp_path, delta, message):
     assert_nothing_prepared(tmp_path / "dst", "val")
 
 
+def test_meta_mat_with_a_duplicate_ilsvrc_id(src, tmp_path):
+    """Two synsets with one ILSVRC2012_ID would relabel the val images of one class: refused."""
+    fake = src.fake
+    ids = dict(fake.ilsvrc_ids)
+    first, second = fake.wnids[0], fake.wnids[3]
+    ids[second] = ids[first]
+    write_devkit(src.devkit, meta_mat_bytes(fake.wnids, ids, ["n19999991", "n19999992"], {w: 3 for w in fake.wnids}),
+                 _truth(src))
+    rechecksum(src)
+    with pytest.raises(ImnetError, match=rf"meta.mat: meta.mat gives ILSVRC2012_ID {ids[first]} to both "
+                                         rf"n\d{{8}} and n\d{{8}}; the devkit is corrupt"):
+        run(src, tmp_path / "dst")
+    assert not (tmp_path / "dst").exists()
+
+
 def test_ground_truth_with_ids_outside_the_leaves(src, tmp_path):
     truth = _truth(src)
     truth[3] = 4 + 2  # a non-leaf row's ID
@@ -241,12 +261,13 @@ def test_dst_inside_src(src):
     assert not (src.root / "prepared").exists()
 
 
-def test_not_enough_disk_space(src, tmp_path, monkeypatch):
-    usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 ** 9, 10 ** 9 - 1000, 1000))
-    with pytest.raises(ImnetError, match=r"dst: not enough disk space for train and val: needs 0.00 GB"):
-        run(src, tmp_path / "dst")
-    assert not (tmp_path / "dst").exists()  # checked before anything is written
+@pytest.mark.skipif(not can_mount(), reason="mounting a tmpfs needs root")
+def test_not_enough_disk_space(src, tmp_path):
+    with tmpfs(tmp_path / "disk", size="96k") as disk:
+        with pytest.raises(ImnetError, match=r"data: not enough disk space for train and val: needs [\d.]+ KiB "
+                                             r"\(\d+ files in blocks of 4.0 KiB\), [\d.]+ KiB free"):
+            run(src, disk / "data")
+        assert not (disk / "data").exists()  # checked before anything is written
 
 
 @pytest.mark.parametrize("layout", ["dst-is-a-file", "parent-is-a-file"])

@@ -1,5 +1,6 @@
 """Quirks are found by content: the JPEG frame header walk, repairs to RGB JPEG, the cross-check
 against the known names in manifests/, and a journal line cut short by a kill."""
+import hashlib
 import io
 import json
 
@@ -84,17 +85,25 @@ def test_journal_line_cut_short_by_a_kill_is_redone(tmp_path):
     # Rebuild the state of a run killed while appending its third unit's line.
     record = json.loads((dst / "meta" / "prep.json").read_text())
     identity = {"archive": fake.train_tar.name, "bytes": fake.train_tar.stat().st_size,
-                "mtime_ns": fake.train_tar.stat().st_mtime_ns, "md5": record["splits"]["train"]["md5"]}
+                "mtime_ns": fake.train_tar.stat().st_mtime_ns, "md5": record["splits"]["train"]["md5"],
+                "created_dir": True}
     (dst / "meta" / "prep.json").unlink()
     (dst / "meta" / "train.txt").unlink()
+    (dst / "meta" / "train.sha256").unlink()
     units = [{"unit": w, "files": [[f"{w}/{n}", (dst / "train" / w / n).stat().st_size]
                                    for w2, n in fake.train_files if w2 == w],
-              "quirks": [q for q in record["splits"]["train"]["repaired"] if q["file"].startswith(f"train/{w}/")]}
+              "quirks": [q for q in record["splits"]["train"]["repaired"] if q["file"].startswith(f"train/{w}/")],
+              "sha256": "".join(hashlib.sha256((dst / "train" / w / n).read_bytes()).hexdigest()
+                                for w2, n in fake.train_files if w2 == w)}
              for w in fake.wnids]
     lines = [json.dumps(identity), json.dumps(units[0]), json.dumps(units[1]), json.dumps(units[2])[:25]]
     (dst / "meta" / ".journal-train.jsonl").write_text("\n".join(lines))
+    kept = [dst / "train" / w / n for w, n in fake.train_files if w in fake.wnids[:2]]
+    stamps = [path.stat().st_mtime_ns for path in kept]
     prepare(fake.root, dst, checksums=fake.checksums, only="train", workers=1, progress=False)
+    assert [path.stat().st_mtime_ns for path in kept] == stamps  # journaled units resumed, not rewritten
     assert (dst / "meta" / "train.txt").read_text() == (clean / "meta" / "train.txt").read_text()
+    assert (dst / "meta" / "train.sha256").read_text() == (clean / "meta" / "train.sha256").read_text()
     a = json.loads((dst / "meta" / "prep.json").read_text())["splits"]["train"]
     b = json.loads((clean / "meta" / "prep.json").read_text())["splits"]["train"]
     for key in ("started", "finished", "seconds"):

@@ -49,8 +49,9 @@ def read_split(data: Path, split: str, limit: int | None = None) -> SplitList:
     root = data / split
     list_path = data / "meta" / f"{split}.txt"
     if not list_path.is_file():
-        raise ImnetError(f"{list_path}: file list not found; is {data} a tree prepared by "
-                         f"`imnet prep` (it writes meta/{split}.txt)?")
+        why = unfinished_prep(data, split)  # an unfinished (or running) imnet prep: finish it
+        raise ImnetError(f"{list_path}: file list not found; " + (why or f"is {data} a tree prepared by "
+                         f"`imnet prep` (it writes meta/{split}.txt)?"))
     if not root.is_dir():
         raise ImnetError(f"{root}: image folder not found (listed by {list_path}); "
                          f"run `imnet prep` for the {split} split")
@@ -63,6 +64,15 @@ def read_split(data: Path, split: str, limit: int | None = None) -> SplitList:
     if not files:
         raise ImnetError(f"{list_path}: the file list is empty")
     return SplitList(root=root, list_path=list_path, files=files, labels=labels)
+
+
+def unfinished_prep(data: Path, split: str) -> str | None:
+    """Advice when ``split`` of the tree ``data`` has no file list because an ``imnet prep`` of it was
+    interrupted (a journal or an incomplete record) or is running now: run the same prep again to
+    finish it, or wait. None when neither (then the tree is not prep's)."""
+    from imnet.prep.verify import interrupted_prep
+
+    return interrupted_prep(Path(data), split)
 
 
 def shard_range(num_images: int, rank: int, world_size: int) -> range:

@@ -19,6 +19,7 @@ from imnet.data.base import (EpochOrder, EvalBatch, EvalLoader, Normalization, T
 from imnet.data.filelist import check_rank, read_split, shard_range
 from imnet.data.resources import default_workers  # noqa: F401  (re-exported)
 from imnet.data.resources import loader_resources
+from imnet.data.screen import SkipRecorded, screen_eval, screen_train
 from imnet.data.transforms import TrainAugment, check_eval_geometry, check_interpolation
 from imnet.errors import ImnetError
 
@@ -50,20 +51,24 @@ def build_eval_loader(data: Path, split: str = "val", *, crop_size: int, resize_
     shard = shard_range(len(table), rank, world_size)
     norm = Normalization(_triple(mean, "mean"), _triple(std, "std"), fp16)
     backend = choose_loader(loader, device)
+    skip = screen_eval(table, shard, skip_bad, backend)  # images the tree records as undecodable
     if backend == "dali":
         from imnet.data.dali import DaliEvalLoader, decoder_for
 
         threads = _default_threads(workers, "dali-gpu" if decoder_for(device)[0] == "mixed" else "dali-cpu")
-        return DaliEvalLoader(table, shard, crop_size=crop_size, resize_size=resize_size,
-                              interpolation=interpolation, norm=norm, crops=crops,
-                              batch_size=batch_size, threads=threads, device=device, rank=rank,
-                              skip_bad=skip_bad, channels_last=channels_last)
-    from imnet.data.torch_loader import TorchEvalLoader
+        built = DaliEvalLoader(table, shard, crop_size=crop_size, resize_size=resize_size,
+                               interpolation=interpolation, norm=norm, crops=crops,
+                               batch_size=batch_size, threads=threads, device=device, rank=rank,
+                               skip_bad=skip_bad or bool(skip), channels_last=channels_last)
+    else:
+        from imnet.data.torch_loader import TorchEvalLoader
 
-    return TorchEvalLoader(table, shard, crop_size=crop_size, resize_size=resize_size,
-                           interpolation=interpolation, norm=norm, crops=crops, batch_size=batch_size,
-                           workers=_default_threads(workers, "torch"), device=device,
-                           skip_bad=skip_bad, channels_last=channels_last, persistent=persistent_workers)
+        built = TorchEvalLoader(table, shard, crop_size=crop_size, resize_size=resize_size,
+                                interpolation=interpolation, norm=norm, crops=crops, batch_size=batch_size,
+                                workers=_default_threads(workers, "torch"), device=device,
+                                skip_bad=skip_bad or bool(skip), channels_last=channels_last,
+                                persistent=persistent_workers)
+    return SkipRecorded(built, skip, skip_bad) if skip else built
 
 
 def build_train_loader(data: Path, *, crop_size: int = 224, resize_size: int = 256,
@@ -94,7 +99,9 @@ def build_train_loader(data: Path, *, crop_size: int = 224, resize_size: int = 2
     options = dict(crop_size=crop_size, resize_size=resize_size, augment=augment, norm=norm,
                    batch_size=batch_size, device=device, rank=rank, world_size=world_size, seed=seed,
                    channels_last=channels_last)
-    if choose_loader(loader, device) == "dali":
+    backend = choose_loader(loader, device)
+    table = screen_train(table, backend)  # without the images the tree records as undecodable
+    if backend == "dali":
         from imnet.data.dali import DaliTrainLoader, decoder_for
 
         threads = _default_threads(workers, "dali-gpu" if decoder_for(device)[0] == "mixed" else "dali-cpu")

@@ -12,6 +12,8 @@ Images are learnable: each class has its own colour and stripe orientation/frequ
 own phase, brightness and noise. The real set's quirks are planted under their real names where the
 name fits: a CMYK JPEG (``n01739381_1309.JPEG``), a PNG named ``.JPEG`` (``n02105855_2933.JPEG``), a
 grayscale JPEG, and a CMYK val image (``ILSVRC2012_val_00019877.JPEG`` when there are that many).
+``corrupt_val`` plants val JPEGs with a valid header and a corrupt body (:func:`corrupt_jpeg`): PIL
+refuses them, DALI's libjpeg only warns.
 """
 from __future__ import annotations
 
@@ -102,6 +104,18 @@ def encode(pixels: np.ndarray, kind: str = "rgb", quality: int = 90) -> bytes:
     else:
         image.save(out, format="JPEG", quality=quality)
     return out.getvalue()
+
+
+def corrupt_jpeg(data: bytes) -> bytes:
+    """``data`` (a JPEG) with a second start-of-image marker written over two bytes in the middle of
+    its entropy-coded data: same size, valid header; PIL's decode fails ("broken data stream"),
+    libjpeg as DALI runs it only warns and decodes garbage."""
+    sos = data.find(b"\xff\xda")
+    if not data.startswith(b"\xff\xd8") or sos < 0:
+        raise ValueError("not a JPEG with a scan")
+    body = sos + 2 + ((data[sos + 2] << 8) | data[sos + 3])
+    middle = (body + len(data)) // 2
+    return data[:middle] + b"\xff\xd8" + data[middle + 2:]
 
 
 def _tarinfo(name: str, size: int, mode: int = 0o644, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
@@ -220,13 +234,15 @@ def write_checksums(path: Path, files: list[Path]) -> None:
 
 def fake_ilsvrc(out: Path, classes: int = 10, train_per_class: int = 10, val: int = 50, seed: int = 0,
                 image_size: tuple[int, int] = (80, 64), quirks: bool = True, noise: float = 6.0,
-                quality: int = 90) -> FakeILSVRC:
+                quality: int = 90, corrupt_val: tuple[int, ...] = ()) -> FakeILSVRC:
     """Write fake ILSVRC2012 archives, ``checksums.md5`` and ``real.json`` into ``out``.
 
     ``classes`` leaf classes with ``train_per_class`` train images each and ``val`` val images (every
     class gets at least one when ``val >= classes``), all of ``image_size`` = (width, height). With
     ``quirks`` the real set's quirks are planted. ``noise`` (pixel std) and ``quality`` set how well
-    the JPEGs compress (benchmarks use large noisy images). Same arguments, same bytes.
+    the JPEGs compress (benchmarks use large noisy images). ``corrupt_val``: val numbers (1-based)
+    whose JPEG gets a corrupt body (:func:`corrupt_jpeg`; ``quirks`` maps them to "corrupt").
+    Same arguments, same bytes.
     Returns a :class:`FakeILSVRC` describing what was written.
     """
     out = Path(out)
@@ -280,7 +296,11 @@ def fake_ilsvrc(out: Path, classes: int = 10, train_per_class: int = 10, val: in
             pixels = render_image(looks[label], image_size, np.random.default_rng([seed, 3, number]), noise)
             name = f"ILSVRC2012_val_{number:08d}.JPEG"
             kind = "cmyk" if quirks and number == cmyk_val else "rgb"
-            add_bytes(val_tar, name, encode(pixels, kind, quality))
+            data = encode(pixels, kind, quality)
+            if number in corrupt_val:
+                data = corrupt_jpeg(data)
+                planted[f"val/{wnids[label]}/{name}"] = "corrupt"
+            add_bytes(val_tar, name, data)
 
     counts = {w: train_per_class for w in wnids}
     write_devkit(fake.devkit, meta_mat_bytes(wnids, ids, inner, counts), [ids[wnids[label]] for label in labels])

@@ -302,6 +302,14 @@ class _Run:
                 _log(ctx, f"resuming {run_dir}: epoch {start_epoch + 1}, batch {position} of {steps_per_epoch}")
             else:
                 _log(ctx, f"{run_dir}: no last.pth yet, starting from epoch 1")
+            # --data on resume may differ from the run's (a moved tree): keep where each part ran.
+            history = list(record.get("data_history") or [{"data": record.get("data"), "from_epoch": 0}])
+            if str(data) != history[-1]["data"]:
+                history.append({"data": str(data), "from_epoch": start_epoch})
+                _log(ctx, f"resuming {run_dir} on --data {data}; epochs up to {start_epoch} ran on "
+                          f"{history[-2]['data']} (run.json keeps both in data_history)")
+            if len(history) > 1:
+                self.record["data_history"] = history
         if ctx.is_main:
             write_run_record(run_dir, self.record)
 

@@ -100,7 +100,8 @@ class Recipe:
 
     def with_overrides(self, **changes) -> "Recipe":
         """A copy with fields replaced; values are checked against the field types."""
-        checked = {name: _coerce(name, value, source="override") for name, value in changes.items()}
+        checked = {name: _coerce(name, value, source=f"--{name.replace('_', '-')} {value}")
+                   for name, value in changes.items()}
         return dataclasses.replace(self, **checked)
 
 
@@ -371,6 +372,11 @@ def _unknown(name: str, source: str) -> ImnetError:
     return ImnetError(f"{source}: unknown recipe field {name!r}{hint}; valid fields: {', '.join(FIELDS)}")
 
 
+# Integer fields that must be positive.
+AT_LEAST_ONE = frozenset({"epochs", "batch_size", "accum_steps", "lr_base_size", "img_size", "resize_size",
+                          "train_img_size", "val_resize_size", "recount"})
+
+
 def _coerce(name: str, value, source: str):
     """Check ``value`` against the type of field ``name``; strings are parsed as YAML scalars/lists."""
     if name not in _HINTS:
@@ -404,6 +410,9 @@ def _coerce(name: str, value, source: str):
     if base is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ImnetError(f"{source}: recipe field {name!r} wants an integer, got {value!r}")
+        if name in AT_LEAST_ONE and value < 1:
+            # epochs=0 would record a "finished" run with no checkpoint; a 0 size means nothing
+            raise ImnetError(f"{source}: recipe field {name!r} must be at least 1, got {value}")
         return value
     if base is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
