@@ -283,3 +283,22 @@ def test_each_recipe_trains_on_both_loaders(tree, tmp_path, tiny_vanillanet, nam
     record = json.loads((run_dir / "run.json").read_text())
     assert record["finished"] and record["recipe"]["auto_augment"] == RECIPES[name].auto_augment
     assert record["loader"] == ("torch" if loader == "torch" else "dali-cpu")
+
+
+def test_simplenet_phase2_drop_rates_reach_the_model():
+    import imnet.zoo as zoo
+    from imnet.train.parts import model_kwargs
+
+    kwargs = model_kwargs(RECIPES["simplenetv1-phase2"])
+    assert kwargs == {"drop_rates": {11: 0.02, 12: 0.05, 13: 0.05}}
+    model = zoo.create_model("simplenetv1_5m_m2", num_classes=10, **kwargs)
+    rates = sorted({m.p for m in model.modules() if isinstance(m, torch.nn.Dropout2d) and m.p > 0})
+    assert rates == [0.02, 0.05]
+    assert model_kwargs(RECIPES["vanillanet_9"]) == {"drop_rate": 0.05} and model_kwargs(RECIPES["classic"]) == {}
+
+
+def test_builder_arguments_a_model_does_not_take_are_one_clear_error(tree, tmp_path):
+    recipe = load_recipe("classic", ["drop_rates=11:0.02"])
+    with pytest.raises(ImnetError, match="recipe 'classic': cifar_resnet20 does not take drop_rates"):
+        train(TrainConfig(arch="cifar_resnet20", data=tree, out=tmp_path / "run", recipe=recipe, loader="torch",
+                          workers=0, progress=False))

@@ -13,6 +13,12 @@ TrivialAugment).
   threshold 256 -> 0, solarize-add 0 -> 110, a random sign where timm negates. Arguments are
   computed per image by DALI arithmetic, so the levels are continuous as timm's.
   :data:`DIFFERENCES` lists where the pixels still differ from timm's PIL ops.
+  How timm's string would map onto DALI's stock ``rand_augment(data, n, m, num_magnitude_bins,
+  monotonic_mag)``: ``n`` -> ``n``; ``m`` (out of 10) -> bin ``m / 10 x (bins - 1)`` (``m`` itself with
+  11 bins); ``inc1`` ~ ``monotonic_mag=True``, except that DALI's posterize keeps 8 -> 4 bits where
+  timm's increasing one keeps 4 -> 0; ``mstd`` has no counterpart (one bin for every image), nor has
+  ``p`` (DALI applies every op it draws, and draws an identity op instead), nor timm's Invert and
+  SolarizeAdd. Hence the policy rebuilt here from DALI's selection and operators.
 * **TrivialAugmentWide** (:func:`trivial_augment`): DALI's own ``trivial_augment_wide`` (31 bins,
   torchvision's ranges: translate 32 px, shear 0.99, rotate 135, enhance 0.99, posterize 8 -> 2
   bits), black fill and bilinear, as torchvision's reference recipe runs it.

@@ -40,8 +40,8 @@ from imnet.train.checkpoint import load_checkpoint, read_run_record, write_run_r
 from imnet.train.data import build_loaders, count_classes
 from imnet.train.epoch import StopRequest, train_epoch
 from imnet.train.parts import (amp_dtype, build_mixup_and_loss, build_optimizer, build_scheduler,
-                               build_weight_decay_schedule, check_schedule, global_lr, set_act_learn,
-                               uses_act_learn)
+                               build_weight_decay_schedule, check_schedule, global_lr, model_kwargs,
+                               set_act_learn, uses_act_learn)
 from imnet.train.recipes import Recipe, act_learn_lambda, default_recipe, load_recipe, recipe_from_dict
 from imnet.train.runtime import refused_ops, resolve_device, seed_everything, set_determinism
 from imnet.train.state import Best, restore_last, save_best, save_last, write_deploy
@@ -182,9 +182,7 @@ class _Run:
         # Same seed on every rank for the model's init (DDP broadcasts rank 0's anyway), then one
         # stream per rank so augmentation and mixup differ across ranks.
         seed_everything(seed)
-        build_kwargs = {"drop_rate": recipe.drop_rate} if recipe.drop_rate > 0 else {}
-        if recipe.drop_rates:
-            build_kwargs["drop_rates"] = dict(recipe.drop_rates)
+        build_kwargs = model_kwargs(recipe)
         try:
             model = zoo.create_model(arch, num_classes=num_classes, **build_kwargs).to(self.device)
         except TypeError as err:

@@ -17,6 +17,15 @@ from imnet.errors import ImnetError
 from imnet.train.recipes import Recipe
 
 
+def model_kwargs(recipe: Recipe) -> dict:
+    """The builder arguments a recipe sets: ``drop_rate`` (when > 0) and SimpleNet's per-layer
+    ``drop_rates`` ({layer index: rate}, when given)."""
+    kwargs = {"drop_rate": recipe.drop_rate} if recipe.drop_rate > 0 else {}
+    if recipe.drop_rates:
+        kwargs["drop_rates"] = dict(recipe.drop_rates)
+    return kwargs
+
+
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``--amp`` ("auto": bf16 on CUDA, none on CPU; "none", "bf16", "fp16")."""
     if amp == "auto":
