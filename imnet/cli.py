@@ -46,13 +46,23 @@ def info() -> None:
 
 @cli.command()
 @click.option("--src", required=True, type=click.Path(path_type=Path),
-              help="Folder holding ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and "
-                   "ILSVRC2012_devkit_t12.tar.gz, and any eval-set archives (imagenetv2-*.tar.gz, imagenet-a.tar, "
-                   "imagenet-r.tar, ImageNet-Sketch.zip), under their publishers' names (never modified; must "
-                   "not be inside --dst).")
+              help="Where ILSVRC2012 is (never modified; must not be inside --dst): a folder with the official "
+                   "ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz; the "
+                   "Hugging Face ILSVRC/imagenet-1k download (the hub cache, a snapshot, or a folder with "
+                   "data/train_images_{0..4}.tar.gz, data/val_images.tar.gz, classes.py); Kaggle's "
+                   "imagenet-object-localization-challenge folder or its zip; or an extracted tree "
+                   "(train/<wnid>/, val/<wnid>/ or a flat val/ with the devkit). A folder may also hold eval-set "
+                   "archives under their publishers' names (imagenetv2-*.tar.gz, imagenet-a.tar, imagenet-r.tar, "
+                   "ImageNet-Sketch.zip), alone or beside the official archives.")
 @click.option("--dst", required=True, type=click.Path(path_type=Path),
               help="Folder for the prepared tree (train/, val/, meta/); must not be inside --src, and its "
                    "train/, val/ and meta/ must hold nothing imnet prep did not write.")
+@click.option("--source", "source", type=click.Choice(["auto", "official", "hf", "kaggle", "tree"]), default="auto",
+              show_default=True, help="What --src holds; auto tells by its files (the official archives first).")
+@click.option("--devkit", type=click.Path(path_type=Path), default=None,
+              help="For the other sources: the official ILSVRC2012_devkit_t12.tar.gz, which adds the "
+                   "ILSVRC2012_IDs to classes.tsv and checks the per-class train counts and every val label "
+                   "against it.")
 @click.option("--checksums", type=click.Path(path_type=Path), default=None,
               help="md5sum-format file replacing the shipped official MD5s (for mirrors and fake archives).")
 @click.option("--only", default=None, metavar="NAMES",
@@ -63,15 +73,17 @@ def info() -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes writing images (default: the CPU count).")
 @click.option("--reverify", is_flag=True,
-              help="On splits already prepared, re-hash the archives and check every file's size and "
-                   "SHA-256 (meta/<split>.sha256).")
+              help="On splits already prepared, re-hash the archives (official MD5s; the Hugging Face archives' "
+                   "SHA-256) and check every file's size and SHA-256 (meta/<split>.sha256).")
 @click.option("--redo", is_flag=True,
               help="Prepare the chosen splits again even when complete, e.g. from other archives than the "
                    "recorded ones (which prep otherwise refuses); removes only what prep wrote for them.")
-def prep(src, dst, checksums, only, workers, reverify, redo) -> None:
-    """Verify (MD5), extract, decode-check, hash (SHA-256) and reorganize the official archives into
-    DST, in one read pass per archive; resumable after a crash, a write error or SIGTERM, one run per
-    tree at a time (DST/.imnet-lock), and a no-op on a complete tree.
+def prep(src, dst, source, devkit, checksums, only, workers, reverify, redo) -> None:
+    """Verify, extract, decode-check, hash (SHA-256) and reorganize ILSVRC2012 into DST: from the official
+    archives (MD5s checked), the Hugging Face archives (streamed, never unpacked), Kaggle's folder or
+    zip, or an extracted tree, always into the same tree with the same manifests; one read pass,
+    resumable after a crash, a write error or SIGTERM, one run per tree at a time (DST/.imnet-lock),
+    and a no-op on a complete tree.
 
     Eval sets found in --src go to DST/<set>/<wnid>/ with meta/<set>.txt in the 1000-class index
     space (ImageNetV2's folder i is class i); they need the tree's meta/classes.tsv or the devkit in
@@ -84,7 +96,8 @@ def prep(src, dst, checksums, only, workers, reverify, redo) -> None:
     """
     from imnet.prep import format_summary, prepare
 
-    summary = prepare(src, dst, checksums=checksums, only=only, workers=workers, reverify=reverify, redo=redo)
+    summary = prepare(src, dst, checksums=checksums, only=only, workers=workers, reverify=reverify, redo=redo,
+                      source=source, devkit=devkit)
     click.echo(format_summary(summary))
 
 
@@ -132,7 +145,7 @@ def verify(data, decode, hashes, write_manifests, devkit, acknowledge_bad) -> No
 
 @cli.command()
 @click.option("--out", required=True, type=click.Path(path_type=Path),
-              help="Folder to write the fake archives, checksums.md5 and real.json into.")
+              help="Folder to write the fake archives, checksums.md5 and real.json into (or the --layout).")
 @click.option("--classes", type=click.IntRange(min=1), default=10, show_default=True, help="Number of classes.")
 @click.option("--train-per-class", type=click.IntRange(min=1), default=10, show_default=True,
               help="Train images per class.")
@@ -140,26 +153,44 @@ def verify(data, decode, hashes, write_manifests, devkit, acknowledge_bad) -> No
 @click.option("--image-size", type=(int, int), default=(80, 64), show_default=True, help="Width and height.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed; same seed, same bytes.")
 @click.option("--no-quirks", is_flag=True, help="Do not plant the CMYK, PNG and grayscale quirks.")
+@click.option("--layout", type=click.Choice(["official", "hf", "hf-cache", "kaggle", "kaggle-zip", "tree",
+                                             "tree-flat"]),
+              default="official", show_default=True,
+              help="official: the three archives; hf: the Hugging Face ILSVRC/imagenet-1k files (data/*.tar.gz, "
+                   "classes.py); hf-cache: the same in the hub cache's layout; kaggle: the Kaggle challenge "
+                   "folder; kaggle-zip: its zip; tree: train/<wnid>/, val/<wnid>/, meta.bin; tree-flat: a flat "
+                   "val/ and the devkit. Every layout holds the official layout's images of the same seed.")
 @click.option("--eval-sets", default=None, metavar="NAMES",
               help="Also write these eval-set archives in their publishers' layouts (comma-separated names or "
                    "aliases, or 'all': imagenetv2-*.tar.gz, imagenet-a.tar, imagenet-r.tar, ImageNet-Sketch.zip), "
-                   "drawn in the same class looks, their MD5s added to checksums.md5.")
+                   "drawn in the same class looks, their MD5s added to checksums.md5 (official layout only).")
 @click.option("--eval-per-class", type=click.IntRange(min=1), default=2, show_default=True,
               help="Images per class held by each eval set.")
-def fake(out, classes, train_per_class, val, image_size, seed, no_quirks, eval_sets, eval_per_class) -> None:
-    """Write fake ILSVRC2012 archives in the official formats (for tests, demos and benchmarks), and
-    with --eval-sets fake ImageNetV2 / ImageNet-A / -R / -Sketch archives beside them."""
+def fake(out, classes, train_per_class, val, image_size, seed, no_quirks, layout, eval_sets, eval_per_class) -> None:
+    """Write fake ILSVRC2012 archives in the official formats, or the same images in the layout of
+    another source (for tests, demos and benchmarks), and with --eval-sets fake ImageNetV2 /
+    ImageNet-A / -R / -Sketch archives beside the official ones."""
     from imnet.prep.sets import EVAL_SET_NAMES, resolve_set_names
     from imnet.testing import fake_ilsvrc
 
+    options = dict(classes=classes, train_per_class=train_per_class, val=val, seed=seed, image_size=image_size,
+                   quirks=not no_quirks)
+    counts = f"{classes} classes, {classes * train_per_class} train, {val} val images"
     chosen = []
     if eval_sets is not None:
+        if layout != "official":
+            raise ImnetError(f"--eval-sets writes beside the official archives; not with --layout {layout}")
         chosen = list(EVAL_SET_NAMES) if eval_sets.strip() == "all" else resolve_set_names(eval_sets, allowed=())
-    result = fake_ilsvrc(out, classes=classes, train_per_class=train_per_class, val=val, seed=seed,
-                         image_size=image_size, quirks=not no_quirks)
+    if layout != "official":
+        from imnet.testing.fake_sources import fake_source
+
+        written = fake_source(out, layout, **options)
+        click.echo(f"wrote the {layout} layout to {out} ({counts}); prepare it with "
+                   f"imnet prep --src {written.src} --dst DST")
+        return
+    result = fake_ilsvrc(out, **options)
     click.echo(f"wrote {result.train_tar.name}, {result.val_tar.name}, {result.devkit.name}, "
-               f"checksums.md5, real.json to {out} ({classes} classes, {classes * train_per_class} train, "
-               f"{val} val images)")
+               f"checksums.md5, real.json to {out} ({counts})")
     if chosen:
         from imnet.testing.fake_sets import fake_eval_sets
 
@@ -179,10 +210,15 @@ def fake(out, classes, train_per_class, val, image_size, seed, no_quirks, eval_s
               help="Shell-style pattern of model names, e.g. 'vanillanet_*'.")
 @click.option("--check", is_flag=True,
               help="Measure every model with published figures and compare: params at the printed "
-                   "precision, MACs within 2%; exit 1 naming each model that differs unexplained.")
+                   "precision, MACs within 2%; and (the 'function' column) compare what each model with "
+                   "a reference computes with it (torch-resnet, torchvision, timm, bsconv, recordings of "
+                   "the original code); exit 1 naming each model that differs unexplained.")
+@click.option("--no-function", is_flag=True,
+              help="With --check: skip the function comparisons (they run each model on the CPU; "
+                   "minutes for the whole zoo).")
 @click.option("--no-measure", is_flag=True, help="List configs only; skip measuring params and GMACs.")
 @click.pass_context
-def zoo(ctx: click.Context, fmt: str, pattern: str, check: bool, no_measure: bool) -> None:
+def zoo(ctx: click.Context, fmt: str, pattern: str, check: bool, no_function: bool, no_measure: bool) -> None:
     """Every zoo model: family, source, measured params and GMACs, published params/FLOPs/top-1/top-5/
     ReaL and their source (pub_*), where its weights resolve locally ('-' when they do not), and
     its official weights (URL or hf:<hub id>; empty when none) with the top-1/top-5/ReaL their source
@@ -193,7 +229,7 @@ def zoo(ctx: click.Context, fmt: str, pattern: str, check: bool, no_measure: boo
     if not list_models(pattern):
         raise ImnetError(f"no zoo model matches {pattern!r}; `imnet zoo` lists them all")
     if check:
-        results = check_models(pattern)
+        results = check_models(pattern, function=not no_function)
         click.echo(format_check(results), nl=False)
         if any(r.status == "failed" for r in results):
             ctx.exit(1)
@@ -467,8 +503,11 @@ def _eval_summary_lines(summary, detailed: bool) -> str:
 @click.option("--arch", help="Zoo model to train (`imnet zoo` lists them); taken from the run when resuming.")
 @click.option("--data", type=click.Path(path_type=Path), help="Tree prepared by `imnet prep`.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory [default: runs/ARCH-UTCTIME].")
-@click.option("--recipe", default="classic",
-              help="Named recipe (classic, classic-cosine, resnet-cifar, vanillanet, demo) or a .yaml/.json file.")
+@click.option("--recipe",
+              help="Named recipe or a .yaml/.json file [default: the arch's own: vanillanet_5..10 "
+                   "(VanillaNet README), simplenetv1 / simplenetv1-small (SimpleNet README), else classic]. "
+                   "Named: classic, classic-cosine, resnet-cifar, torchvision (its new recipe), vanillanet_5..10, "
+                   "vanillanet (= vanillanet_5), simplenetv1, simplenetv1-small, simplenetv1-phase2, demo.")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
               help="Override one recipe field, e.g. --set epochs=10 --set decay_milestones=5,8 (repeatable).")
 @click.option("--epochs", type=int, help="Shortcut for --set epochs=N.")
@@ -496,7 +535,9 @@ def _eval_summary_lines(summary, detailed: bool) -> str:
 @click.option("--stop-after-epochs", type=int,
               help="Stop (resumably, as an interruption would) once this many epochs are complete.")
 @click.option("--stop-after-updates", type=int, help="Stop (resumably) after this many optimizer steps.")
-@click.option("--show-recipe", is_flag=True, help="Print the resolved recipe as YAML and exit.")
+@click.option("--show-recipe", is_flag=True,
+              help="Print the resolved recipe as YAML, each field with the flag of the source command it "
+                   "follows, and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs still go to stderr).")
 def train(arch, data, out, recipe, overrides, epochs, batch_size, lr, aug, img_size, accum_steps, loader,
           workers, device, amp, channels_last, compile_, deterministic, seed, resume, init_from, stop_after_epochs,
@@ -504,24 +545,25 @@ def train(arch, data, out, recipe, overrides, epochs, batch_size, lr, aug, img_s
     """Train a zoo model on a prepared tree; prints the run directory.
 
     \b
-    imnet train --arch vanillanet_5 --data /data/imagenet --recipe vanillanet
+    imnet train --arch vanillanet_9 --data /data/imagenet        # VanillaNet-9's README command
+    imnet train --arch vanillanet_9 --show-recipe                 # what that runs, flag by flag
+    imnet train --arch resnet50 --data /data/imagenet --recipe torchvision
     torchrun --nproc_per_node 8 -m imnet train --arch resnet50 --data /data/imagenet --batch-size 64
     imnet train --resume runs/resnet50-20260101-000000
     imnet train --arch resnet50 --init-from official --data /data/flowers --recipe classic-cosine
     """
     from imnet.train import TrainConfig, load_recipe
     from imnet.train import train as run_training
+    from imnet.train.recipes import default_recipe, show_recipe as format_recipe
 
     shortcuts = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "aug": aug, "img_size": img_size,
                  "accum_steps": accum_steps}
-    resolved = load_recipe(recipe, list(overrides))
+    resolved = load_recipe(recipe or default_recipe(arch), list(overrides))
     resolved = resolved.with_overrides(**{k: v for k, v in shortcuts.items() if v is not None})
     if show_recipe:
-        import yaml
-
-        click.echo(yaml.safe_dump(resolved.to_dict(), sort_keys=False), nl=False)
+        click.echo(format_recipe(resolved, arch), nl=False)
         return
-    if resume is not None and (overrides or any(v is not None for v in shortcuts.values())):
+    if resume is not None and (recipe or overrides or any(v is not None for v in shortcuts.values())):
         raise ImnetError(f"--resume {resume}: the run keeps its recipe; recipe options cannot change on resume")
     if resume is not None and init_from is not None:
         raise ImnetError(f"--resume {resume}: a resumed run continues from its own checkpoint; drop --init-from")

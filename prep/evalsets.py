@@ -39,7 +39,7 @@ from tqdm import tqdm
 import imnet
 from imnet.errors import ImnetError
 from imnet.prep.checksum import HashingReader, check_digest
-from imnet.prep.extract import SKIP_CHECKS_ENV, UnitResult, write_val_chunk
+from imnet.prep.extract import SKIP_CHECKS_ENV, UnitResult, write_images
 from imnet.prep.layout import (TreeLayout, WriteError, atomic_write_lines, blocks_for, check_disk_space,
                                ensure_writable_dir, free_space, fsync_dir, read_prep_json, split_is_complete,
                                temp_path, write_error)
@@ -409,7 +409,7 @@ def prepare_set(spec: EvalSetSpec, archive: Path, md5: str | None, md5_from: str
     def flush() -> None:
         unit = f"chunk-{state['number']:06d}"
         if unit not in journal.done:
-            for result in workers.submit(state["bytes"], write_val_chunk, list(chunk), split_dir, unit, name):
+            for result in workers.submit(state["bytes"], write_images, list(chunk), split_dir, unit, name):
                 finished(result)
         chunk.clear()
         state["bytes"] = 0
