@@ -76,6 +76,7 @@ class SourceSplit:
     identity: dict
     source_bytes: int
     bad: dict[str, str]
+    decode_checked: bool = False
 
 
 def _sha256_file(path: Path) -> str:
@@ -131,7 +132,8 @@ def tree_split(tree: Path, split: str) -> SourceSplit:
         samples.append(SampleRef(relative, label, os.fsdecode(os.fsencode(str(root / relative)))))
     identity = {"kind": "tree", "path": str(tree.resolve()), "prep_json_sha256": _sha256_file(layout.prep_json),
                 "archive_md5": split_record.get("md5"), "images": len(entries)}
-    return SourceSplit(split, samples, classes, identity, int(split_record.get("bytes", 0)), bad)
+    return SourceSplit(split, samples, classes, identity, int(split_record.get("bytes", 0)), bad,
+                       bool(split_record.get("decode_checked")))
 
 
 def load_classes(path: Path) -> list[ClassInfo]:

@@ -353,7 +353,7 @@ def pack_split(layout: PackLayout, source: SourceSplit, options: PackOptions, wo
         "max_side": max(e["max_side"] for e in entries) if resize.max_side else None,
         "source": source.identity, "undecodable": [{"file": f, "position": i, "reason": source.bad[f]}
                                                   for i, (f, _) in enumerate(order) if f in source.bad],
-        "seconds": round(time.time() - started, 3), "workers": workers,
+        "decode_checked": source.decode_checked, "seconds": round(time.time() - started, 3), "workers": workers,
     }
     record["splits"][split] = split_record
     record["num_classes"] = len(source.classes)
