@@ -549,9 +549,11 @@ def train(arch, data, out, recipe, overrides, epochs, batch_size, lr, aug, img_s
 @click.option("--threads", type=int, default=1,
               help="torch threads for training and eval (1 is robust on small shared CPUs; 0 = torch's default).")
 @click.option("--seed", type=int, default=0, help="Seed of the generated data and of training.")
+@click.option("--pack", "use_pack", is_flag=True,
+              help="Also pack the prepared tree (`imnet pack`, OUT/pack) and train and evaluate through the pack.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def demo(out, arch, classes, train_per_class, val_images, epochs, img_size, batch_size, workers, loader, threads,
-         seed, no_progress) -> None:
+         seed, use_pack, no_progress) -> None:
     """The whole pipeline on generated data, no ImageNet and no network needed.
 
     Generates fake ILSVRC2012 archives, prepares them (`imnet prep`), trains a small zoo model on CPU
@@ -564,7 +566,7 @@ def demo(out, arch, classes, train_per_class, val_images, epochs, img_size, batc
              "epochs": epochs, "img_size": img_size, "batch_size": batch_size}
     config = dataclasses.replace(
         defaults, out=out, workers=workers, loader=loader, threads=threads or None, seed=seed,
-        progress=not no_progress,
+        progress=not no_progress, pack=use_pack,
         **{k: v for k, v in given.items() if v is not None},
     )
     result = run_demo(config)
