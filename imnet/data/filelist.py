@@ -38,8 +38,6 @@ class SplitList:
 
 def read_split(data: Path, split: str, limit: int | None = None) -> SplitList:
     """Read ``data/meta/<split>.txt`` of a prepared tree; keep the first ``limit`` entries if given.
-    For a pack (``imnet pack``; ``data/meta/pack.json``) this is a
-    :class:`~imnet.data.packsplit.PackSplit`, which the builders give to the pack readers.
 
     Lines are parsed by ``imnet.prep.manifests.read_file_list`` (the writer's own reader). Raises
     ImnetError naming the file when the tree or the list is missing or empty, or a line is malformed
@@ -48,12 +46,6 @@ def read_split(data: Path, split: str, limit: int | None = None) -> SplitList:
     data = Path(data)
     if split not in SPLITS:
         raise ImnetError(f"{data}: unknown split {split!r} (expected one of {', '.join(SPLITS)})")
-    from imnet.pack.layout import is_pack
-
-    if is_pack(data):  # a pack written by `imnet pack`: its shards instead of a folder of files
-        from imnet.data.packsplit import read_pack_split
-
-        return read_pack_split(data, split, limit)
     root = data / split
     list_path = data / "meta" / f"{split}.txt"
     if not list_path.is_file():

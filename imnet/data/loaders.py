@@ -18,8 +18,8 @@ from typing import Sequence
 
 from imnet.data.base import (EpochOrder, EvalBatch, EvalLoader, Normalization, TrainLoader,  # noqa: F401
                              torch_device)
-from imnet.data.filelist import check_rank, read_split, shard_range
-from imnet.data.packsplit import PackSplit
+from imnet.data.filelist import check_rank, shard_range
+from imnet.data.packsplit import PackSplit, read_split
 from imnet.data.resources import default_workers  # noqa: F401  (re-exported)
 from imnet.data.resources import loader_resources
 from imnet.data.screen import SkipRecorded, screen_eval, screen_train

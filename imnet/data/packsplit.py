@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imnet.data.filelist import SplitList
+from imnet.data.filelist import read_split as read_tree_split
 from imnet.errors import ImnetError
 from imnet.pack.layout import PackLayout, PackSplitInfo, pack_split
 from imnet.prep.manifests import read_file_list
@@ -63,6 +64,17 @@ class Piece:
     start: int
     stop: int
     first: int
+
+
+def read_split(data: Path, split: str, limit: int | None = None) -> SplitList:
+    """A split of ``data`` as the loaders read it: of a pack (``data/meta/pack.json``, written by
+    ``imnet pack``) a :class:`PackSplit`, which the builders give to the pack readers; of a prepared
+    tree its file list (:func:`imnet.data.filelist.read_split`)."""
+    from imnet.pack.layout import is_pack
+
+    if is_pack(Path(data)):
+        return read_pack_split(data, split, limit)
+    return read_tree_split(data, split, limit)
 
 
 def read_pack_split(data: Path, split: str, limit: int | None = None) -> PackSplit:
