@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tarfile
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -107,9 +108,18 @@ def tree_split(tree: Path, split: str) -> SourceSplit:
                          f"file {layout.lock}); pack it once that run has finished")
     record = read_prep_json(layout)
     if not split_is_complete(record, split):
-        raise ImnetError(f"{layout.prep_json}: the {split} split of {tree} is not prepared (no complete record); "
-                         f"run `imnet prep` to finish it before packing")
-    split_record = record["splits"][split]
+        from imnet.prep.verify import interrupted_prep
+
+        why = interrupted_prep(tree, split, check_lock=False)
+        if why or not layout.file_list(split).is_file():
+            raise ImnetError(f"{layout.file_list(split)}: the {split} split of {tree} is not prepared; "
+                             + (why or "run `imnet prep` (or `imnet verify --write-manifests` for a tree made by "
+                                       "another tool) before packing"))
+        # A tree from another tool with manifests written by `imnet verify --write-manifests`: packed as
+        # listed; its record in the pack says it had no prep record (and no decode check).
+        print(f"imnet pack: note: {layout.prep_json} has no record of the {split} split; packing "
+              f"{layout.file_list(split)} as listed (no decode check recorded)", file=sys.stderr)
+    split_record = record["splits"].get(split, {})
     entries = read_file_list(layout.file_list(split))
     if len(entries) != split_record.get("images", len(entries)):
         raise ImnetError(f"{layout.file_list(split)}: {len(entries)} images listed, {layout.prep_json} records "
@@ -130,9 +140,13 @@ def tree_split(tree: Path, split: str) -> SourceSplit:
             bad[relative] = undecodable[relative].get("reason", "does not decode")
         _check_key(relative, str(layout.file_list(split)))
         samples.append(SampleRef(relative, label, os.fsdecode(os.fsencode(str(root / relative)))))
-    identity = {"kind": "tree", "path": str(tree.resolve()), "prep_json_sha256": _sha256_file(layout.prep_json),
+    identity = {"kind": "tree", "path": str(tree.resolve()),
+                "prep_json_sha256": _sha256_file(layout.prep_json) if split_record else None,
+                "file_list_sha256": _sha256_file(layout.file_list(split)),
                 "archive_md5": split_record.get("md5"), "images": len(entries)}
-    return SourceSplit(split, samples, classes, identity, int(split_record.get("bytes", 0)), bad,
+    source_bytes = int(split_record.get("bytes", 0)) or sum(os.path.getsize(s.path) for s in samples[:256]) * \
+        len(samples) // max(1, min(256, len(samples)))
+    return SourceSplit(split, samples, classes, identity, source_bytes, bad,
                        bool(split_record.get("decode_checked")))
 
 
@@ -198,7 +212,6 @@ def wds_split(source: Path, split: str, classes: list[ClassInfo], workers: int =
     """The ``split`` of published ``timm/imagenet-1k-wds`` shards in ``source`` (module docstring);
     val in val-number order when every file name is ``ILSVRC2012_val_N.JPEG``."""
     from tqdm import tqdm
-    import sys
 
     source = Path(source)
     info_path = source / "_info.json"

@@ -47,9 +47,9 @@ def _note_unchecked(split: SplitList, backend: str) -> None:
     key = (str(split.root), backend)
     if backend == "dali" and key not in _NOTED and getattr(split, "shards", None) is not None:
         _NOTED.add(key)
-        print(f"imnet: note: the pack {split.root} records no decode check of its {split.root.name} source (made "
-              f"--from published shards): DALI decodes corrupt JPEG data with warnings only; `--loader torch` "
-              f"refuses such files", file=sys.stderr)
+        print(f"imnet: note: the pack {split.root} records no decode check of its {split.list_path.stem} split's "
+              f"source (published shards, or a tree without an imnet prep record): DALI decodes corrupt JPEG data "
+              f"with warnings only; `--loader torch` refuses such files", file=sys.stderr)
     elif backend == "dali" and key not in _NOTED:
         _NOTED.add(key)
         print(f"imnet: note: {split.root.parent / 'meta' / 'prep.json'} records no decode check of the "
