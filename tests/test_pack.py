@@ -275,3 +275,22 @@ def test_demo_runs_through_a_pack(tmp_path):
     assert record["data"] == str(tmp_path / "demo" / "pack")
     assert json.loads((tmp_path / "demo" / "pack" / "meta" / "pack.json").read_text())["splits"]["val"]["complete"]
     assert "| 10 |" in result.table or "| cifar_resnet20 | 10 |" in result.table
+
+
+def test_disk_full_and_missing_image_are_one_line_errors(tree, tmp_path):
+    from imnet.testing.fs import can_mount, tmpfs
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tree, broken)
+    victim = read_file_list(broken / "meta" / "train.txt")[5][0]
+    (broken / "train" / victim).unlink()
+    missing = _imnet("pack", "--data", broken, "--out", tmp_path / "p", "--shard-size", SHARD, "--workers", 1,
+                     "--no-progress", check=False)
+    assert missing.returncode == 2 and victim in missing.stderr and "not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    if not can_mount():
+        pytest.skip("mounting a tmpfs needs root")
+    with tmpfs(tmp_path / "disk", size="200k") as disk:
+        full = _imnet("pack", "--data", tree, "--out", disk / "pack", "--no-progress", check=False)
+        assert full.returncode == 2 and "not enough disk space" in full.stderr
+        assert not list((disk / "pack").glob("imagenet1k-*"))
