@@ -120,7 +120,11 @@ def build_train_loader(data: Path, *, crop_size: int = 224, resize_size: int = 2
 
 def _pack_eval_loader(table: PackSplit, shard: range, backend: str, *, workers: int | None, world_size: int,
                       persistent_workers: bool, **options) -> EvalLoader:
-    """The eval loader of a pack: DALI's webdataset reader, or the webdataset package for torch."""
+    """The eval loader of a pack: DALI's webdataset reader, or the torch loader's reader."""
+    if backend == "dali" and len(table) != table.shards.num_samples:
+        # DALI's reader shards the whole split; the first `limit` images are the torch reader's job
+        _announce("imnet: loader: torch (--limit on a pack: DALI's webdataset reader reads whole splits)")
+        backend = "torch"
     if backend == "dali":
         from imnet.data.dali import decoder_for
         from imnet.data.dali_pack import DaliPackEvalLoader
