@@ -37,7 +37,7 @@ VAL_NAME = re.compile(r"^ILSVRC2012_val_(\d{8})\.JPEG$")
 TRAIN_NAME = re.compile(r"^(n\d{8})_\d+\.(?:JPEG|jpg|jpeg)$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: 1.28M of them stay small
 class SampleRef:
     """One image: ``file`` ("wnid/name", as in a tree's file list), ``label`` (class index), and its
     bytes: ``path`` whole (``size`` -1) or ``size`` bytes at ``offset`` of ``path``."""
