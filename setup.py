@@ -21,7 +21,7 @@ setup(
     python_requires=">=3.10",
     packages=list(PACKAGES),
     package_dir=PACKAGES,
-    package_data={"imnet.manifests": ["*.md5", "*.json", "*.tsv", "*.txt"]},
+    package_data={"imnet.manifests": ["*.md5", "*.json", "*.tsv", "*.txt"], "imnet.zoo": ["originals.json.gz"]},
     install_requires=[
         "torch>=2.4",
         "torchvision>=0.19",
@@ -37,6 +37,8 @@ setup(
         "pyyaml",
         "webdataset>=0.2.86",  # the torch loader's reader of packs (imnet pack), and timm's wds/ reader
     ],
-    extras_require={"test": ["pytest>=7"]},
+    # torch-resnet and bsconv: independent references the zoo's fidelity tests compare with (their only
+    # dependency is torch, already installed above; bsconv declares none).
+    extras_require={"test": ["pytest>=7", "torch-resnet==0.0.4", "bsconv==0.4.0"]},
     entry_points={"console_scripts": ["imnet=imnet.cli:main"]},
 )

@@ -46,29 +46,42 @@ def info() -> None:
 
 @cli.command()
 @click.option("--src", required=True, type=click.Path(path_type=Path),
-              help="Folder holding ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and "
-                   "ILSVRC2012_devkit_t12.tar.gz (never modified; must not be inside --dst).")
+              help="Where ILSVRC2012 is (never modified; must not be inside --dst): a folder with the official "
+                   "ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz; the "
+                   "Hugging Face ILSVRC/imagenet-1k download (the hub cache, a snapshot, or a folder with "
+                   "data/train_images_{0..4}.tar.gz, data/val_images.tar.gz, classes.py); Kaggle's "
+                   "imagenet-object-localization-challenge folder or its zip; or an extracted tree "
+                   "(train/<wnid>/, val/<wnid>/ or a flat val/ with the devkit).")
 @click.option("--dst", required=True, type=click.Path(path_type=Path),
               help="Folder for the prepared tree (train/, val/, meta/); must not be inside --src, and its "
                    "train/, val/ and meta/ must hold nothing imnet prep did not write.")
+@click.option("--source", "source", type=click.Choice(["auto", "official", "hf", "kaggle", "tree"]), default="auto",
+              show_default=True, help="What --src holds; auto tells by its files (the official archives first).")
+@click.option("--devkit", type=click.Path(path_type=Path), default=None,
+              help="For the other sources: the official ILSVRC2012_devkit_t12.tar.gz, which adds the "
+                   "ILSVRC2012_IDs to classes.tsv and checks the per-class train counts and every val label "
+                   "against it.")
 @click.option("--checksums", type=click.Path(path_type=Path), default=None,
               help="md5sum-format file replacing the shipped official MD5s (for mirrors and fake archives).")
 @click.option("--only", type=click.Choice(["train", "val"]), default=None, help="Prepare only this split.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes writing images (default: the CPU count).")
 @click.option("--reverify", is_flag=True,
-              help="On splits already prepared, re-hash the archives and check every file's size and "
-                   "SHA-256 (meta/<split>.sha256).")
+              help="On splits already prepared, re-hash the archives (official MD5s; the Hugging Face archives' "
+                   "SHA-256) and check every file's size and SHA-256 (meta/<split>.sha256).")
 @click.option("--redo", is_flag=True,
               help="Prepare the chosen splits again even when complete, e.g. from other archives than the "
                    "recorded ones (which prep otherwise refuses); removes only what prep wrote for them.")
-def prep(src, dst, checksums, only, workers, reverify, redo) -> None:
-    """Verify (MD5), extract, decode-check, hash (SHA-256) and reorganize the official archives into
-    DST, in one read pass per archive; resumable after a crash, a write error or SIGTERM, one run per
-    tree at a time (DST/.imnet-lock), and a no-op on a complete tree."""
+def prep(src, dst, source, devkit, checksums, only, workers, reverify, redo) -> None:
+    """Verify, extract, decode-check, hash (SHA-256) and reorganize ILSVRC2012 into DST: from the official
+    archives (MD5s checked), the Hugging Face archives (streamed, never unpacked), Kaggle's folder or
+    zip, or an extracted tree, always into the same tree with the same manifests; one read pass,
+    resumable after a crash, a write error or SIGTERM, one run per tree at a time (DST/.imnet-lock),
+    and a no-op on a complete tree."""
     from imnet.prep import format_summary, prepare
 
-    summary = prepare(src, dst, checksums=checksums, only=only, workers=workers, reverify=reverify, redo=redo)
+    summary = prepare(src, dst, checksums=checksums, only=only, workers=workers, reverify=reverify, redo=redo,
+                      source=source, devkit=devkit)
     click.echo(format_summary(summary))
 
 
@@ -116,7 +129,7 @@ def verify(data, decode, hashes, write_manifests, devkit, acknowledge_bad) -> No
 
 @cli.command()
 @click.option("--out", required=True, type=click.Path(path_type=Path),
-              help="Folder to write the fake archives, checksums.md5 and real.json into.")
+              help="Folder to write the fake archives, checksums.md5 and real.json into (or the --layout).")
 @click.option("--classes", type=click.IntRange(min=1), default=10, show_default=True, help="Number of classes.")
 @click.option("--train-per-class", type=click.IntRange(min=1), default=10, show_default=True,
               help="Train images per class.")
@@ -124,15 +137,31 @@ def verify(data, decode, hashes, write_manifests, devkit, acknowledge_bad) -> No
 @click.option("--image-size", type=(int, int), default=(80, 64), show_default=True, help="Width and height.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed; same seed, same bytes.")
 @click.option("--no-quirks", is_flag=True, help="Do not plant the CMYK, PNG and grayscale quirks.")
-def fake(out, classes, train_per_class, val, image_size, seed, no_quirks) -> None:
-    """Write fake ILSVRC2012 archives in the official formats (for tests, demos and benchmarks)."""
+@click.option("--layout", type=click.Choice(["official", "hf", "hf-cache", "kaggle", "kaggle-zip", "tree",
+                                             "tree-flat"]),
+              default="official", show_default=True,
+              help="official: the three archives; hf: the Hugging Face ILSVRC/imagenet-1k files (data/*.tar.gz, "
+                   "classes.py); hf-cache: the same in the hub cache's layout; kaggle: the Kaggle challenge "
+                   "folder; kaggle-zip: its zip; tree: train/<wnid>/, val/<wnid>/, meta.bin; tree-flat: a flat "
+                   "val/ and the devkit. Every layout holds the official layout's images of the same seed.")
+def fake(out, classes, train_per_class, val, image_size, seed, no_quirks, layout) -> None:
+    """Write fake ILSVRC2012 archives in the official formats, or the same images in the layout of
+    another source (for tests, demos and benchmarks)."""
     from imnet.testing import fake_ilsvrc
 
-    result = fake_ilsvrc(out, classes=classes, train_per_class=train_per_class, val=val, seed=seed,
-                         image_size=image_size, quirks=not no_quirks)
+    options = dict(classes=classes, train_per_class=train_per_class, val=val, seed=seed, image_size=image_size,
+                   quirks=not no_quirks)
+    counts = f"{classes} classes, {classes * train_per_class} train, {val} val images"
+    if layout != "official":
+        from imnet.testing.fake_sources import fake_source
+
+        written = fake_source(out, layout, **options)
+        click.echo(f"wrote the {layout} layout to {out} ({counts}); prepare it with "
+                   f"imnet prep --src {written.src} --dst DST")
+        return
+    result = fake_ilsvrc(out, **options)
     click.echo(f"wrote {result.train_tar.name}, {result.val_tar.name}, {result.devkit.name}, "
-               f"checksums.md5, real.json to {out} ({classes} classes, {classes * train_per_class} train, "
-               f"{val} val images)")
+               f"checksums.md5, real.json to {out} ({counts})")
 
 
 # --- pack: tar shards for clusters and fast training (issue 18) -------------------------------------
@@ -193,10 +222,15 @@ def pack(data, from_wds, classes, out, only, shard_size, seed, max_side, quality
               help="Shell-style pattern of model names, e.g. 'vanillanet_*'.")
 @click.option("--check", is_flag=True,
               help="Measure every model with published figures and compare: params at the printed "
-                   "precision, MACs within 2%; exit 1 naming each model that differs unexplained.")
+                   "precision, MACs within 2%; and (the 'function' column) compare what each model with "
+                   "a reference computes with it (torch-resnet, torchvision, timm, bsconv, recordings of "
+                   "the original code); exit 1 naming each model that differs unexplained.")
+@click.option("--no-function", is_flag=True,
+              help="With --check: skip the function comparisons (they run each model on the CPU; "
+                   "minutes for the whole zoo).")
 @click.option("--no-measure", is_flag=True, help="List configs only; skip measuring params and GMACs.")
 @click.pass_context
-def zoo(ctx: click.Context, fmt: str, pattern: str, check: bool, no_measure: bool) -> None:
+def zoo(ctx: click.Context, fmt: str, pattern: str, check: bool, no_function: bool, no_measure: bool) -> None:
     """Every zoo model: family, source, measured params and GMACs, published params/FLOPs/top-1/top-5/
     ReaL and their source (pub_*), where its weights resolve locally ('-' when they do not), and
     its official weights (URL or hf:<hub id>; empty when none) with the top-1/top-5/ReaL their source
@@ -207,7 +241,7 @@ def zoo(ctx: click.Context, fmt: str, pattern: str, check: bool, no_measure: boo
     if not list_models(pattern):
         raise ImnetError(f"no zoo model matches {pattern!r}; `imnet zoo` lists them all")
     if check:
-        results = check_models(pattern)
+        results = check_models(pattern, function=not no_function)
         click.echo(format_check(results), nl=False)
         if any(r.status == "failed" for r in results):
             ctx.exit(1)

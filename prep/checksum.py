@@ -41,17 +41,18 @@ def read_checksums(path: Path | None = None) -> dict[str, str]:
 
 class HashingReader:
     """A read-only file object over ``path`` that MD5-hashes every byte read and calls
-    ``on_read(nbytes)`` (e.g. a progress bar's update) as it goes.
+    ``on_read(nbytes)`` (e.g. a progress bar's update) as it goes (``algorithm``: another hashlib
+    name, e.g. ``"sha256"`` for Hugging Face hub blobs, whose file name is their SHA-256).
 
     With ``threaded``, hashing runs in a background thread (``hashlib`` releases the GIL), so reading
     and dispatching the next member overlaps hashing the last one. Buffers handed to
     :meth:`readinto` must then stay unchanged until :meth:`wait_hashed` has passed their end.
     """
 
-    def __init__(self, path: Path, on_read=None, threaded: bool = False):
+    def __init__(self, path: Path, on_read=None, threaded: bool = False, algorithm: str = "md5"):
         self.path = Path(path)
         self._file: BinaryIO = open(self.path, "rb")
-        self._md5 = hashlib.md5()
+        self._md5 = hashlib.new(algorithm)
         self._on_read = on_read
         self.bytes_read = 0
         self._hashed = 0
@@ -126,7 +127,7 @@ class HashingReader:
             pass
 
     def hexdigest(self) -> str:
-        """MD5 of everything read so far."""
+        """The digest (MD5 unless another ``algorithm`` was given) of everything read so far."""
         self.wait_hashed()
         return self._md5.hexdigest()
 

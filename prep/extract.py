@@ -131,13 +131,20 @@ def extract_class_tar(data: bytes | memoryview, split_dir: Path, wnid: str, arch
     return unit.done()
 
 
-def write_val_chunk(images: list[tuple[str, str, bytes]], split_dir: Path, unit: str) -> UnitResult:
-    """Write a chunk of val images, given as (wnid, file name, bytes), into ``split_dir/<wnid>/``."""
+def write_images(images, split_dir: Path, unit: str, split: str) -> UnitResult:
+    """Write images given as an iterable of (wnid, file name, bytes) into ``split_dir/<wnid>/``: the
+    unit of work for val chunks and for the other prep sources (``imnet.prep.sources``), whose
+    iterables may read each image as it is asked for."""
     work = _Unit(unit)
     made: set[str] = set()
     for wnid, name, image in images:
         if wnid not in made:
             make_class_dir(split_dir / wnid)
             made.add(wnid)
-        work.store(split_dir, "val", f"{wnid}/{name}", image)
+        work.store(split_dir, split, f"{wnid}/{name}", image)
     return work.done()
+
+
+def write_val_chunk(images: list[tuple[str, str, bytes]], split_dir: Path, unit: str) -> UnitResult:
+    """Write a chunk of val images, given as (wnid, file name, bytes), into ``split_dir/<wnid>/``."""
+    return write_images(images, split_dir, unit, "val")

@@ -540,10 +540,12 @@ def _hash_lines(split: str, results: list[UnitResult]):
             yield f"{digest}  {split}/{rel}\n"
 
 
-def _split_record(split: str, archive: Path, md5: str, devkit: Devkit, results: list[UnitResult],
+def _split_record(split: str, archive_name: str, archive_bytes: int, md5: str, classes: list, results: list[UnitResult],
                   started: float, workers: int, hashed: bool, created_dir: bool) -> tuple[dict, list[tuple[str, int]]]:
-    """The split's ``prep.json`` record and its file list (DALI format entries, in manifest order)."""
-    index = {c.wnid: c.class_index for c in devkit.classes}
+    """The split's ``prep.json`` record and its file list (DALI format entries, in manifest order).
+    ``classes``: the :class:`~imnet.prep.manifests.ClassInfo` rows (index order); ``archive_name``,
+    ``archive_bytes`` and ``md5`` say what the split was prepared from."""
+    index = {c.wnid: c.class_index for c in classes}
     files = sorted(rel for r in results for rel, _ in r.files)
     entries = [(rel, index[rel.split("/", 1)[0]]) for rel in files]
     if split == "val":
@@ -567,9 +569,9 @@ def _split_record(split: str, archive: Path, md5: str, devkit: Devkit, results: 
     decoded = "decode" not in os.environ.get(SKIP_CHECKS_ENV, "")
     record = {
         "complete": True,
-        "archive": archive.name,
+        "archive": archive_name,
         "md5": md5,
-        "archive_bytes": archive.stat().st_size,
+        "archive_bytes": archive_bytes,
         "images": len(files),
         "bytes": sum(c["bytes"] for c in per_class.values()),
         "classes": dict(sorted(per_class.items())),
@@ -594,16 +596,20 @@ def layout_hash_name(split: str) -> str:
     return f"meta/{split}.sha256"
 
 
-def write_split_record(layout: TreeLayout, split: str, split_record: dict, devkit: Devkit) -> None:
-    """Add ``split``'s completion record to ``prep.json``: temp file, fsync, rename (written last)."""
+def write_split_record(layout: TreeLayout, split: str, split_record: dict, devkit: Devkit | None,
+                       top: dict | None = None) -> None:
+    """Add ``split``'s completion record to ``prep.json``: temp file, fsync, rename (written last).
+    ``top``: more top-level entries (another source's description, for ``imnet.prep.sources``)."""
     from PIL import __version__ as pil_version
 
     record = read_prep_json(layout)
     record["format"] = 1
     record["imnet_version"] = imnet.__version__
     record["versions"] = {"python": platform.python_version(), "PIL": pil_version}
-    record["devkit"] = {"archive": devkit.path.name, "md5": devkit.md5, "classes": len(devkit.classes),
-                        "val_images": len(devkit.val_class_indices)}
+    if devkit is not None:
+        record["devkit"] = {"archive": devkit.path.name, "md5": devkit.md5, "classes": len(devkit.classes),
+                            "val_images": len(devkit.val_class_indices)}
+    record.update(top or {})
     record["splits"][split] = split_record
     tmp = temp_path(layout.prep_json)
     try:
@@ -660,8 +666,8 @@ def prepare_split(split: str, archive: Path, md5: str, checksums_name: str, devk
     results = sorted(journal.done.values(), key=lambda r: r.unit)
     hashed = all(len(r.sha256) == 32 * len(r.files) for r in results) and \
         "hash" not in os.environ.get(SKIP_CHECKS_ENV, "")
-    record, entries = _split_record(split, archive, digest, devkit, results, started, workers.workers, hashed,
-                                    journal.created_dir)
+    record, entries = _split_record(split, archive.name, archive.stat().st_size, digest, devkit.classes, results,
+                                    started, workers.workers, hashed, journal.created_dir)
     with _SIGNALS.protected():
         write_classes(layout.classes_tsv, devkit.classes)
         write_file_list(layout.file_list(split), entries)
@@ -933,4 +939,5 @@ def format_summary(summary: dict) -> str:
         bad = f", {info['undecodable']} undecodable" if info.get("undecodable") else ""
         parts.append(f"{split} {info['status']}: {info['images']} images, {info['bytes'] / 1e6:.1f} MB, "
                      f"{info['repaired']} repaired{bad}{extra}")
-    return f"{'; '.join(parts)} -> {summary['dst']} ({summary['seconds']:.1f}s)"
+    source = f" from {summary['source']}" if summary.get("source") else ""
+    return f"{'; '.join(parts)}{source} -> {summary['dst']} ({summary['seconds']:.1f}s)"

@@ -338,27 +338,16 @@ def _rewrite_hashes(path: Path, new: dict[str, str]) -> None:
 # --- trees made by other tools ----------------------------------------------------------------------
 
 def _classes_for_foreign_tree(dst: Path, devkit: Path | None) -> list[ClassInfo]:
-    """The class list of a tree prep did not write: from a devkit archive, from torchvision's
-    ``meta.bin``, or from the class folders (then ILSVRC2012_ID is unknown and written as 0)."""
-    if devkit is not None:
-        from imnet.prep.devkit import parse_devkit
+    """The class list of a tree prep did not write, as ``imnet prep --src <tree>`` reads it
+    (:func:`imnet.prep.sources.tree.tree_classes`): from a devkit archive, torchvision's ``meta.bin``,
+    ``LOC_synset_mapping.txt``, or the class folders (then ILSVRC2012_ID is unknown and written as 0).
+    Only a devkit given with ``--devkit`` is used (prep also finds one lying in the tree)."""
+    from imnet.prep.devkit import parse_devkit
+    from imnet.prep.sources.tree import tree_classes
 
-        return parse_devkit(devkit).classes
-    meta_bin = dst / "meta.bin"
-    if meta_bin.is_file():
-        import torch
-
-        try:
-            wnid_to_words, _ = torch.load(meta_bin, weights_only=True)
-        except Exception as err:
-            raise ImnetError(f"{meta_bin}: unreadable torchvision meta file ({err})") from err
-        return [ClassInfo(i, wnid, 0, ", ".join(wnid_to_words[wnid])) for i, wnid in enumerate(sorted(wnid_to_words))]
-    for split in SPLITS:
-        split_dir = dst / split
-        if split_dir.is_dir():
-            wnids = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
-            return [ClassInfo(i, wnid, 0, "") for i, wnid in enumerate(wnids)]
-    raise ImnetError(f"{dst}: no train/ or val/ folder; not an ImageNet tree")
+    if not any((dst / split).is_dir() for split in SPLITS):
+        raise ImnetError(f"{dst}: no train/ or val/ folder; not an ImageNet tree")
+    return tree_classes(dst, parse_devkit(devkit) if devkit is not None else None, find_devkit=False).classes
 
 
 def interrupted_prep(dst: Path, split: str, check_lock: bool = True) -> str | None:

@@ -129,8 +129,9 @@ def test_acceptance_eval_with_no_options_evaluates_what_the_server_provides(
         server, checkpoints, tree, tmp_path, monkeypatch, capsys):
     """`imnet eval --crops 10 --real-labels --data D`, nothing else, with a mirror on 127.0.0.1 as the
     only internet: every zoo model whose file the mirror has is fetched and evaluated (the two DLA
-    files serve four zoo models: dla46_c, dla46x_c and their pmi_ twins); every other model with
-    official weights is reported, grouped by reason."""
+    files serve dla46_c and dla46x_c; the pmi_dla* models are the seed's DLA, another network, with no
+    official weights: issue 13); every other model with official weights is reported, grouped by
+    reason."""
     for hub_id, (_, data) in checkpoints.items():
         server.add(f"/mirror/{hub_id}/model.safetensors", data)
     monkeypatch.setenv("IMNET_WEIGHTS_MIRROR", server.url + "/mirror")
@@ -138,10 +139,9 @@ def test_acceptance_eval_with_no_options_evaluates_what_the_server_provides(
     code, stdout, stderr = _cli(["eval", "--crops", "10", "--real-labels", "--data", str(tree)], capsys)
     assert code == 0, stdout + stderr[-3000:]
     with_weights = [n for n in zoo.list_models() if zoo.get_config(n).weights is not None]
-    served = ["dla46_c", "dla46x_c", "pmi_dla46_c", "pmi_dla46x_c"]
+    served = ["dla46_c", "dla46x_c"]
     rest = len(with_weights) - len(served)
-    # Two downloads: the pmi_ twins find the file their twin fetched.
-    assert f"evaluated 4, reused 0, fetched 2, skipped {rest}" in stdout
+    assert f"evaluated 2, reused 0, fetched 2, skipped {rest}" in stdout
     assert f"  skipped {rest}, fetch failed: not found (HTTP 404): " in stdout
     out = tmp_path / "eval_out"
     assert stored_models(out / "predictions.h5") == sorted(served)
@@ -154,7 +154,7 @@ def test_acceptance_eval_with_no_options_evaluates_what_the_server_provides(
     paths = {r.path for r in server.requests}
     assert "/mirror/timm/dla46_c.in1k/model.safetensors" in paths
     assert "/mirror/resnet50-0676ba61.pth" in paths and all(p.startswith("/mirror/") for p in paths)
-    assert stderr.count("imnet: fetching ") == len(with_weights) - 2  # one line per file tried
+    assert stderr.count("imnet: fetching ") == len(with_weights)  # one line per file tried
 
 
 def test_train_init_from_official_fine_tunes_from_the_fetched_weights(server, small_tree, tmp_path, monkeypatch,

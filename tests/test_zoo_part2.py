@@ -67,8 +67,8 @@ SEED_002 = [
     ("Vgg11", "9.738984", "pmi_vgg11"), ("Vgg13", "9.92388", "pmi_vgg13"),
     ("Vgg16", "15.236136", "pmi_vgg16"), ("Vgg19", "20.548392", "pmi_vgg19"),
     ("ResNet18", "11.693736", "pmi_resnet18"), ("ResNet34", "21.801896", "pmi_resnet34"),
-    ("ResNet50", "25.557032", "resnet50"), ("ResNet101", "44.54916", "resnet101"),
-    ("ResNet152", "60.192808", "resnet152"),
+    ("ResNet50", "25.557032", "pmi_resnet50"), ("ResNet101", "44.54916", "pmi_resnet101"),
+    ("ResNet152", "60.192808", "pmi_resnet152"),
     ("PreActResNet18", "11.690792", "pmi_preactresnet18"), ("PreActResNet34", "21.798952", "pmi_preactresnet34"),
     ("PreActResNet50", "25.545256", "pmi_preactresnet50"), ("PreActResNet101", "44.537384", "pmi_preactresnet101"),
     ("PreActResNet152", "60.181032", "pmi_preactresnet152"),
@@ -107,7 +107,7 @@ SEED_002 = [
 LEFT_OUT: dict[str, str] = {}
 
 _HEAVY = {"pmi_dla169", "pmi_dla102", "pmi_vgg16", "pmi_vgg19", "pmi_resnext101_2x40d", "pmi_resnext101_4x24d", "pmi_resnext101_8x14d",
-          "pmi_densenet264", "pmi_darknet53", "resnet152", "efficientnet_b6", "efficientnet_b7"}
+          "pmi_densenet264", "pmi_darknet53", "pmi_resnet152", "efficientnet_b6", "efficientnet_b7"}
 
 
 def _params_on_meta(name: str) -> int:
@@ -250,22 +250,19 @@ def test_squeezenext_differs_from_the_seed_by_its_unused_shortcuts_exactly(name:
     from imnet.zoo.squeezenext import unused_shortcut_params
 
     model = zoo.create_model(name)
-    stages: list[list[nn.Module]] = []
-    for layer in model.features:
-        if isinstance(layer, nn.MaxPool2d):
-            stages.append([])
-        elif stages and layer.__class__.__name__ == "SqNxtUnit":
-            stages[-1].append(layer)
+    stages = [getattr(model, f"layer{i}") for i in range(1, model.stages + 1)]
     units = tuple(len(stage) for stage in stages)
-    widths = tuple(stage[0].body[-1][0].out_channels for stage in stages)
+    widths = tuple(stage[0].layer5.convs[0].out_channels for stage in stages)
+    assert all(hasattr(stage[0], "layer6") and not any(hasattr(u, "layer6") for u in stage[1:]) for stage in stages)
     published = round(zoo.get_config(name).published.params * 1e6)
     assert count_params(model) + unused_shortcut_params(units, widths) == published
 
 
 def test_darknet19_of_the_seed_ties_weights_within_a_stage() -> None:
     tied, untied = zoo.create_model("pmi_darknet19"), zoo.create_model("darknet19")
-    stage = tied.features[4]  # 128 wide: 3x3, 1x1, 3x3
+    stage = tied.layer3.layers  # 128 wide: 3x3, 1x1, 3x3
     assert stage[0] is stage[2] and stage[0] is not stage[1]
+    assert untied.layer3.layers[0] is not untied.layer3.layers[2]
     assert count_params(untied) == 20_842_376  # the paper's DarkNet-19 at 1000 classes
     assert count_params(tied) + 2_112 == 8_015_560  # the seed's count, with its one unused 1x1 layer
     x = torch.randn(1, 3, 64, 64)
@@ -283,12 +280,34 @@ def test_efficientformer_downsampling_baselines_run_at_32(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["pmi_dla34", "pmi_dla46_c", "pmi_dla60", "pmi_dla46x_c", "pmi_dla60x_c", "pmi_dla102x"])
 def test_dla_rows_decompose_exactly(name: str) -> None:
-    from imnet.zoo.pmi_dla import UNIDENTIFIED, official_unused_project_params
+    # The seed's count = this network (the seed's stem, its linear layer) + its never-used project layers.
+    from imnet.zoo.pmi_dla import official_unused_project_params
 
     with torch.device("meta"):
         model = zoo.create_model(name)
     published = round(zoo.get_config(name).published.params * 1e6)
-    assert count_params(model) + official_unused_project_params(model) + UNIDENTIFIED == published
+    unused = official_unused_project_params(model)
+    assert count_params(model) + unused == published
+    assert f"{unused:,}" in zoo.get_config(name).published.params_note
+
+
+def test_dla_stem_is_the_seeds_and_explains_timms_1037() -> None:
+    # base_layer 7x7 3->3 + BN, level0: basic block at 3 + 3x3/2 3->16, level1: basic block at 16 +
+    # 3x3/2 16->32: 10,429 parameters; timm's stem (7x7 3->16, 3x3 16->16, 3x3/2 16->32) has 9,392.
+    import timm
+
+    model = zoo.create_model("pmi_dla34")
+    stem = sum(count_params(getattr(model, m)) for m in ("base_layer", "level0", "level1"))
+    reference = timm.create_model("dla34")
+    timm_stem = sum(count_params(getattr(reference, m)) for m in ("base_layer", "level0", "level1"))
+    assert (stem, timm_stem, stem - timm_stem) == (10_429, 9_392, 1_037)
+    with torch.no_grad():  # level5 keeps level4's stride: the same 1/32 output, two levels earlier
+        x = torch.zeros(1, 3, 64, 64)
+        sizes = [x.shape[-1]]
+        for level in ("base_layer", "level0", "level1", "level2", "level3", "level4", "level5"):
+            x = getattr(model.eval(), level)(x)
+            sizes.append(x.shape[-1])
+    assert sizes == [64, 64, 32, 16, 8, 4, 2, 2]
 
 
 @pytest.mark.parametrize("name", ["parc_mobilenetv2_cifar100", "shufflenetv2_cifar100_efv2ds"])

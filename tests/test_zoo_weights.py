@@ -235,7 +235,9 @@ def test_zoo_table_shows_official_weights_and_their_published_figures():
     assert (r50.weights_top1, r50.weights_top5, r50.weights_real_top1) == (76.13, 92.862, 82.969)
     assert r50.weights_eval == "224/0.875/bilinear" and "ResNet50_Weights.IMAGENET1K_V1" in r50.weights_figures_from
     assert "resnet50.tv_in1k, the same file" in r50.weights_figures_from
-    assert r50.pub_top1 == 77.15 and r50.pub_source == "pytorch_model_integration table"  # the table's own row
+    # resnet50 is torchvision's network and carries its figures; the pytorch_model_integration table's
+    # ResNet50 row is another network, pmi_resnet50 (issue 13).
+    assert r50.pub_top1 == 76.13 and r50.pub_source == "torchvision docs (same architecture)"
     assert rows["dla46_c"].official_weights == "hf:timm/dla46_c.in1k"
     assert rows["vanillanet_5"].weights_top1 == 72.49 and rows["vanillanet_5"].weights_top5 is None
     assert rows["cifar_resnet20"].official_weights == "" and rows["cifar_resnet20"].weights_top1 is None

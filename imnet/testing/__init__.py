@@ -2,7 +2,9 @@
 trees made from them.
 
 ``fake_ilsvrc(out, ...)`` writes the archives (see :mod:`imnet.testing.fake`);
-``prepared_tree(tmp_dir, ...)`` generates and prepares a tree in one call, for other parts' tests.
+``prepared_tree(tmp_dir, ...)`` generates and prepares a tree in one call, for other parts' tests;
+:func:`imnet.testing.fake_sources.fake_source` lays the same images out as the other sources do
+(Hugging Face, Kaggle, extracted trees).
 """
 from __future__ import annotations
 

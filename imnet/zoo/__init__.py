@@ -17,7 +17,7 @@ from imnet.zoo.registry import (
     register_model,
 )
 
-_MACHINERY = {"registry", "weights", "measure", "table", "config", "factory", "figures", "official"}
+_MACHINERY = {"registry", "weights", "measure", "table", "config", "factory", "figures", "official", "fidelity"}
 for _mod in pkgutil.iter_modules(__path__):
     if not _mod.name.startswith("_") and _mod.name not in _MACHINERY:
         importlib.import_module(f"{__name__}.{_mod.name}")

@@ -14,6 +14,7 @@ BN + 1x1 + BN, as in the seed's code.
 """
 from __future__ import annotations
 
+import re
 from functools import partial
 
 import torch
@@ -21,6 +22,7 @@ import torch.nn as nn
 
 from imnet.zoo.padding_free import (CIFAR100_MEAN, CIFAR100_STD, PaddingFreeDownsample, StemBlock,
                                     padding_free_conv)
+from imnet.zoo.fidelity import Reference, register_reference
 from imnet.zoo.registry import ModelConfig, Published, register_model
 
 
@@ -220,6 +222,34 @@ class BSConvCifarResNet(nn.Module):
         return self.classifier(x.mean((2, 3), keepdim=True)).flatten(1)
 
 
+# --- foreign checkpoints -----------------------------------------------------------------------------
+
+# the bsconv package's names -> this module's, applied in order to each key
+_BSCONV_RENAMES = [
+    (r"^backbone\.data_bn\.", "data_bn."),
+    (r"^backbone\.init_conv\.conv\.", "init_conv.0."), (r"^backbone\.init_conv\.bn\.", "init_conv.1."),
+    (r"^backbone\.init_unit\.conv\.conv\.", "init_unit.0."), (r"^backbone\.init_unit\.conv\.bn\.", "init_unit.1."),
+    (r"^backbone\.stage(\d+)\.unit(\d+)\.", lambda m: f"stages.{int(m[1]) - 1}.{int(m[2]) - 1}."),
+    (r"\.(conv\d|projection)\.conv\.", r".\1.0."), (r"\.(conv\d|projection)\.bn\.", r".\1.1."),
+    (r"\.se_unit\.", ".se."), (r"^(stages\.\d+\.\d+)\.bn\.", r"\1.pre.0."),
+    (r"^backbone\.final_conv1\.conv\.", "final_conv.0."), (r"^backbone\.final_conv1\.bn\.", "final_conv.1."),
+    (r"^backbone\.final_activation\.bn\.", "final_act.0."), (r"^classifier\.conv\.", "classifier."),
+]
+
+
+def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
+    """Map a checkpoint of the bsconv package's models (``backbone.stage1.unit1.conv1.conv``, ...,
+    ``classifier.conv``) onto this module's names; imnet's own keys pass unchanged."""
+    if not any(k.startswith("backbone.") for k in state_dict):
+        return state_dict
+    out = {}
+    for key, value in state_dict.items():
+        for pattern, target in _BSCONV_RENAMES:
+            key = re.sub(pattern, target, key)
+        out[key] = value
+    return out
+
+
 # --- variants -----------------------------------------------------------------------------------------
 
 
@@ -305,14 +335,43 @@ def _register(name: str, kwargs: dict, table: str, params: float, flops: float, 
         input_size=(3, size, size), crop_pct=1.0 if size == 32 else 0.875,
         mean=CIFAR100_MEAN if size == 32 else (0.485, 0.456, 0.406),
         std=CIFAR100_STD if size == 32 else (0.229, 0.224, 0.225),
-        first_conv=_first_conv(kwargs, padding_free), classifier="classifier")
+        first_conv=_first_conv(kwargs, padding_free), classifier="classifier", checkpoint_filter=checkpoint_filter_fn)
     register_model(config)(partial(_build, padding_free=padding_free, **kwargs))
+    if not padding_free:
+        register_reference(full_name, bsconv_reference(name, kwargs, classes, size))
 
 
 def _first_conv(kwargs: dict, padding_free: bool) -> str:
     """Module path of the first conv: the init conv, the stem's first conv, or BSConv-U's pointwise part."""
     path = ("init_conv" if kwargs["arch"] == "mnv3" else "init_unit") + (".stem_1.0" if padding_free else ".0")
     return path + (".pw" if kwargs.get("bsconv_u") else "")
+
+
+
+
+# --- references: the bsconv package builds the same networks as the originals --------------------------
+
+def _bsconv_architecture(kwargs: dict, dogs: bool) -> str:
+    """The bsconv package's architecture string of an original (BSConv-S: ``_bsconvs_p1d6``)."""
+    if kwargs["arch"] == "mnv3":
+        return ("" if dogs else "cifar_") + "mobilenetv3_large_w1" + ("_bsconvs_p1d6" if kwargs["bsconv_s"] else "")
+    depth = 6 * kwargs["units"] + 2 if not kwargs["preact"] else 6 * kwargs["units"] + 4
+    base = f"cifar_wrn{depth}_{kwargs['width']}" if kwargs["preact"] else f"cifar_resnet{depth}"
+    return base + ("_bsconvu" if kwargs["bsconv_u"] else "")
+
+
+def bsconv_reference(name: str, kwargs: dict, classes: int, size: int) -> Reference:
+    """The bsconv package's ``get_model`` of original ``name`` (not the padding-free twins, which it
+    does not have), its state_dict mapped by :func:`checkpoint_filter_fn`."""
+    architecture = _bsconv_architecture(kwargs, name.endswith("dogs120"))
+
+    def build(num_classes: int) -> nn.Module:
+        import bsconv.pytorch
+
+        return bsconv.pytorch.get_model(architecture, num_classes=num_classes)
+
+    return Reference(f"bsconv {architecture}", build, requires="bsconv",
+                     input_size=(3, 64, 64) if size > 32 else (3, 32, 32), num_classes=classes)
 
 
 for _name, _kwargs, *_figures in _VARIANTS:

@@ -4,7 +4,9 @@ Interleaved low-rank group convolutions: a MobileNetV2 body whose 1x1 convs are 
 with channel permutations after the expansion (2 groups) and after the projection, and the deeper
 stage layout of IGCV3-D (units per stage 1, 4, 6, 8, 6, 6, 1). Channel counts follow the seed: the
 width multiplier scales the stem and each stage (rounded up to even), the head stays 1280 wide below
-1.0x. (The seed's ``forward`` stops after the units; here the 1x1 head, pooling and classifier run.)
+1.0x. The seed's ``forward`` (``models/igcv3.py``) stops after the units: the 1x1 head (``conv1``),
+pooling and classifier it builds (and counts) are never applied, their lines commented out; here they
+run as those lines read, and ``forward_features`` is the seed's ``forward``. Module names are the seed's.
 """
 from __future__ import annotations
 
@@ -69,13 +71,23 @@ class IGCV3(nn.Module):
             for i in range(n):
                 layers.append(IGCV3Block(in_chs, out_chs, s if i == 0 else 1, t))
                 in_chs = out_chs
-        layers.append(nn.Sequential(nn.Conv2d(in_chs, last, 1, bias=False), nn.BatchNorm2d(last),
-                                    nn.ReLU6(inplace=True)))
         self.features = nn.Sequential(*layers)
+        self.conv1 = nn.Sequential(nn.Conv2d(in_chs, last, 1, bias=False), nn.BatchNorm2d(last), nn.ReLU6(inplace=True))
         self.classifier = nn.Sequential(nn.Dropout(), nn.Linear(last, num_classes))
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The seed's ``forward``: the last unit's output, ``(B, C, H/32, W/32)``."""
+        return self.features(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).mean((2, 3)))
+        """Logits: the seed's commented-out head, 1x1 conv-BN-ReLU6, global average, dropout, linear."""
+        return self.classifier(self.conv1(self.forward_features(x)).mean((2, 3)))
+
+
+def checkpoint_filter_fn(state_dict: dict, model: nn.Module) -> dict:
+    """The seed's checkpoints use this module's names (its head's ``conv1``/``classifier`` included):
+    passed through unchanged."""
+    return state_dict
 
 
 _NOTE = "seed 002 (pytorch_model_integration)"
@@ -95,8 +107,11 @@ def _build(num_classes: int, width_multiplier: float, **kwargs) -> nn.Module:
 
 for _name, _width, _params, _flops, _top1 in _VARIANTS:
     register_model(ModelConfig(
-        name=_name, family="igcv3", source=_NOTE + "; own code", first_conv="features.0.0",
-        classifier="classifier.1",
+        name=_name, family="igcv3", source=_NOTE + " models/igcv3.py; own code", first_conv="features.0.0",
+        classifier="classifier.1", checkpoint_filter=checkpoint_filter_fn,
+        function_note="the seed's forward() returns the last unit's features: the 1x1 head, pooling and "
+                      "classifier it builds (and counts) are never applied, their lines commented out; this "
+                      "model applies them as those lines read, and forward_features() is the seed's forward",
         published=Published(params=_params, params_precision=6, flops=_flops, top1=_top1, num_classes=1000,
                             macs_note=_MACS_NOTE, note=f"{_NOTE}, IGCV3-D ({_width})"),
     ))(partial(_build, width_multiplier=_width))

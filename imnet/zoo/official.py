@@ -2,7 +2,7 @@
 they are cached, fetching them and checking the cached files again.
 
 One row per zoo model with official weights (:func:`weights_table`); models that share a file
-(``dla34`` and ``pmi_dla34``) fetch it once. Fetching and checking are :func:`imnet.zoo.weights.
+fetch it once. Fetching and checking are :func:`imnet.zoo.weights.
 fetch_weights` and its checks; the mirror and offline settings are those of :mod:`imnet.download`.
 """
 from __future__ import annotations

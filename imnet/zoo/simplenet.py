@@ -38,7 +38,10 @@ STRIDE_MODES: dict[int, dict[int, int]] = {
     3: {0: 2, 1: 2, 2: 1, 3: 1, 4: 2},
     4: {0: 2, 1: 1, 2: 2, 3: 1, 4: 2, 5: 1},
 }
-# Layers after which the official code has no dropout module (CIFAR layout; ``None`` in its cfg).
+# The official code's index of the dropout after the global max-pool, for every layout.
+LAST_DROPOUT_INDEX = 15
+# Layers after which the official code has no dropout module (CIFAR layout; ``None`` in its cfg)
+# unless ``drop_rates`` gives that layer a rate.
 _CIFAR_NO_DROPOUT = {3, 7, 10, 14, 16}
 
 
@@ -72,13 +75,16 @@ class SimpleNet(nn.Module):
     """SimpleNetV1: ``layout`` (a key of :data:`LAYOUTS`), width ``scale``, stride ``mode`` (0-4).
 
     ``drop_rates`` maps layer indices (convs and pools counted, as in the official code) to
-    Dropout2d rates; index ``len(layout)`` is the dropout after the global max-pool."""
+    Dropout2d rates; index 15 also sets the dropout after the global max-pool, as the official code
+    reads it for every layout (the last layer of the ImageNet layouts; in the 17-layer CIFAR layout
+    index 15 is its last pool, whose dropout takes the same rate)."""
 
     def __init__(self, layout: str = "imagenet_5m", scale: float = 1.0, mode: int = 2, num_classes: int = 1000,
                  in_chans: int = 3, drop_rates: dict[int, float] | None = None) -> None:
         super().__init__()
         self.layout, self.scale, self.mode = layout, scale, mode
         drop_rates = {int(k): float(v) for k, v in (drop_rates or {}).items()}
+        self.drop_rates = drop_rates
         strides = STRIDE_MODES[mode]
         layers: list[nn.Module] = []
         chs = in_chans
@@ -93,7 +99,7 @@ class SimpleNet(nn.Module):
                 chs = out_chs
         self.features = nn.Sequential(*layers)
         self.num_features = chs
-        self.last_drop_rate = drop_rates.get(len(layers), 0.0)
+        self.last_drop_rate = drop_rates.get(LAST_DROPOUT_INDEX, 0.0)
         self.classifier = nn.Linear(chs, num_classes) if num_classes else nn.Identity()
         for module in self.features.modules():
             if isinstance(module, nn.Conv2d):
@@ -113,8 +119,9 @@ class SimpleNet(nn.Module):
 
 def checkpoint_filter_fn(state_dict: dict, model: SimpleNet) -> dict:
     """Map the official checkpoints' flat ``features.<n>`` keys (conv at n, BN at n+1; each conv
-    followed by ReLU and, except where its cfg says None, Dropout2d; each pool by Dropout2d) onto this
-    layout's ``features.<layer>.conv`` / ``.bn``. imnet's own keys pass unchanged."""
+    followed by ReLU and, except where its cfg says None and ``drop_rates`` gives no rate, Dropout2d;
+    each pool by Dropout2d) onto this layout's ``features.<layer>.conv`` / ``.bn``. imnet's own keys
+    pass unchanged."""
     if any(".conv." in k for k in state_dict):
         return state_dict
     renames: dict[str, str] = {}
@@ -125,7 +132,8 @@ def checkpoint_filter_fn(state_dict: dict, model: SimpleNet) -> dict:
             continue
         renames[f"features.{flat}."] = f"features.{index}.conv."
         renames[f"features.{flat + 1}."] = f"features.{index}.bn."
-        has_dropout = not (model.layout.startswith("cifar") and index in _CIFAR_NO_DROPOUT)
+        has_dropout = not (model.layout.startswith("cifar") and index in _CIFAR_NO_DROPOUT
+                           and index not in model.drop_rates)
         flat += 4 if has_dropout else 3
     out = {}
     for key, value in state_dict.items():

@@ -6,6 +6,11 @@ rows as Markdown, CSV or JSON. :func:`check_models` compares every model whose c
 ``published.params`` (any family, any part of the zoo) with its measurement: parameters at the printed
 precision, MACs (or FLOPs, taken as 2 x MACs) within 2%. A difference the source's own counting
 explains is recorded in the config (``params_note``/``macs_note``) and reported as "explained".
+
+With ``function=True`` the check also compares what each model computes with every independent
+reference it has (:mod:`imnet.zoo.fidelity`: the torch-resnet, torchvision, timm and bsconv packages,
+and recordings of the original code): the "function" column is ``same``, ``DIFFERS`` (a failure),
+``unavailable`` (the reference package is not installed) or ``-`` (no reference).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from typing import Iterable
 
 from tqdm import tqdm
 
+from imnet.zoo.fidelity import FunctionCheck, check_function, has_reference
 from imnet.zoo.measure import Measurement, measure_model
 from imnet.zoo.registry import ModelConfig, get_config, list_models
 
@@ -60,12 +66,24 @@ class ZooRow:
 
 @dataclass
 class CheckResult:
-    """Outcome of checking one model: ``status`` is "ok", "explained" or "failed"."""
+    """Outcome of checking one model: ``status`` is "ok", "explained" or "failed"; ``functions`` the
+    comparisons with its references (empty: none made)."""
 
     name: str
     status: str
     messages: list[str] = field(default_factory=list)
     measurement: Measurement | None = None
+    functions: list[FunctionCheck] = field(default_factory=list)
+
+    @property
+    def function(self) -> str:
+        """The function column: "same", "DIFFERS", "unavailable" or "-"."""
+        states = {f.status for f in self.functions}
+        if "differs" in states:
+            return "DIFFERS"
+        if "same" in states:
+            return "same"
+        return "unavailable" if states else "-"
 
 
 def _weights_where(name: str) -> str:
@@ -175,28 +193,58 @@ def check_config(config: ModelConfig, measured: Measurement) -> CheckResult:
     return result
 
 
-def check_models(pattern: str | list[str] = "*", progress: bool = True) -> list[CheckResult]:
+def check_function_of(result: CheckResult, checks: list[FunctionCheck]) -> CheckResult:
+    """Add the comparisons with the model's references to ``result``: one that differs fails it."""
+    result.functions = checks
+    for check in checks:
+        if check.status == "differs":
+            result.messages.append(f"function differs from {check.reference}: {check.detail}")
+            result.status = "failed"
+        elif check.status == "unavailable":
+            result.messages.append(f"function not compared with {check.reference}: {check.detail}")
+    same = [f"{c.reference} ({c.detail})" for c in checks if c.status == "same"]
+    if same:
+        result.messages.append("function = " + ", ".join(same))
+    return result
+
+
+def check_models(pattern: str | list[str] = "*", progress: bool = True, function: bool = False) -> list[CheckResult]:
     """Check every model matching ``pattern`` whose config has ``published.params``, built at the
-    published class count and in the counted form (``published.build_kwargs``)."""
-    names = [n for n in list_models(pattern) if get_config(n).published.params is not None]
+    published class count and in the counted form (``published.build_kwargs``); with ``function``,
+    also every model with a reference, compared with each (:func:`imnet.zoo.fidelity.check_function`)."""
+    names = [n for n in list_models(pattern) if get_config(n).published.params is not None
+             or (function and has_reference(n))]
     results = []
     for name in tqdm(names, desc="zoo --check", unit="model", disable=not progress):
         config = get_config(name)
         pub = config.published
-        with_macs = pub.macs is not None or pub.flops is not None  # the forward costs the most
-        measured = measure_model(name, num_classes=pub.num_classes, with_macs=with_macs, **dict(pub.build_kwargs))
-        results.append(check_config(config, measured))
+        if pub.params is not None:
+            with_macs = pub.macs is not None or pub.flops is not None  # the forward costs the most
+            measured = measure_model(name, num_classes=pub.num_classes, with_macs=with_macs,
+                                     **dict(pub.build_kwargs))
+            result = check_config(config, measured)
+        else:
+            result = CheckResult(name, "ok")
+        if function:
+            check_function_of(result, check_function(name))
+        results.append(result)
     return results
 
 
 def format_check(results: list[CheckResult]) -> str:
-    """One line per model (``ok``/``explained``/``FAILED``, name, details) and a summary line."""
-    lines = []
+    """A header, one line per model (``ok``/``explained``/``FAILED``, the function column, name,
+    details) and a summary line."""
+    lines = [f"{'status':<10} {'function':<11} model"]
     for r in results:
         tag = {"ok": "ok", "explained": "explained", "failed": "FAILED"}[r.status]
         detail = "; ".join(r.messages)
-        lines.append(f"{tag:<10} {r.name}" + (f": {detail}" if detail else ""))
+        lines.append(f"{tag:<10} {r.function:<11} {r.name}" + (f": {detail}" if detail else ""))
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "explained", "failed")}
-    lines.append(f"{len(results)} models checked: {counts['ok']} ok, {counts['explained']} explained, "
-                 f"{counts['failed']} failed")
+    summary = (f"{len(results)} models checked: {counts['ok']} ok, {counts['explained']} explained, "
+               f"{counts['failed']} failed")
+    functions = {s: sum(r.function == s for r in results) for s in ("same", "DIFFERS", "unavailable", "-")}
+    if any(r.functions for r in results):
+        summary += (f"; function: {functions['same']} same as their references, {functions['DIFFERS']} differ, "
+                    f"{functions['unavailable']} unavailable, {functions['-']} without a reference")
+    lines.append(summary)
     return "\n".join(lines) + "\n"

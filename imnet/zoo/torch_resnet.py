@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from imnet.errors import ImnetError
+from imnet.zoo.fidelity import Reference, register_reference
 from imnet.zoo.registry import ModelConfig, Published, WeightsSource, register_model
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -340,11 +341,6 @@ def _tv_weights(tv_name: str) -> WeightsSource:
     return WeightsSource(url=url, filename=url.rsplit("/", 1)[-1])
 
 
-def _pmi(params: float, flops: float, top1: float | None = None, top5: float | None = None) -> Published:
-    return Published(params=params, params_precision=6, flops=flops, top1=top1, top5=top5,
-                     note="pytorch_model_integration table")
-
-
 def _tr(params: float, precision: int = 1) -> Published:
     """A row of torch-resnet's results table (counted at 10 classes, CIFAR-10)."""
     return Published(params=params, params_precision=precision, num_classes=10, note="torch-resnet table")
@@ -397,20 +393,24 @@ def _add(name: str, arch: dict[str, Any], config: ModelConfig) -> None:
     register_model(config)(build)
 
 
-# ImageNet: the torchvision-compatible ResNets. pytorch_model_integration's ResNet18/34 rows count a
-# 1x1 projection in the first block (4,224 more parameters): that variant is zoo part two's.
+# ImageNet: the torchvision-compatible ResNets, with torchvision's figures for the IMAGENET1K_V1
+# weights they load. pytorch_model_integration's ResNet rows are another network (no stem max-pool,
+# layer1 at stride 2): its pmi_resnet18..152 (imnet.zoo.pmi_resnet) carry that table's figures.
 _add("resnet18", _imagenet(18), _cfg("resnet18", Published(
     params=11.689512, params_precision=6, macs=1.814, top1=69.758, top5=89.078,
     note="torchvision docs (same architecture)"), weights=_tv_weights("resnet18")))
 _add("resnet34", _imagenet(34), _cfg("resnet34", Published(
     params=21.797672, params_precision=6, macs=3.664, top1=73.314, top5=91.42,
     note="torchvision docs (same architecture)"), weights=_tv_weights("resnet34")))
-_add("resnet50", _imagenet(50), _cfg("resnet50", _pmi(25.557032, 8.27887, 77.15, 93.29),
-                                     weights=_tv_weights("resnet50")))
-_add("resnet101", _imagenet(101), _cfg("resnet101", _pmi(44.54916, 15.71355, 78.25, 93.95),
-                                       weights=_tv_weights("resnet101")))
-_add("resnet152", _imagenet(152), _cfg("resnet152", _pmi(60.192808, 23.15064, 78.57, 94.29),
-                                       weights=_tv_weights("resnet152")))
+_add("resnet50", _imagenet(50), _cfg("resnet50", Published(
+    params=25.557032, params_precision=6, macs=4.089, top1=76.13, top5=92.862,
+    note="torchvision docs (same architecture)"), weights=_tv_weights("resnet50")))
+_add("resnet101", _imagenet(101), _cfg("resnet101", Published(
+    params=44.54916, params_precision=6, macs=7.801, top1=77.374, top5=93.546,
+    note="torchvision docs (same architecture)"), weights=_tv_weights("resnet101")))
+_add("resnet152", _imagenet(152), _cfg("resnet152", Published(
+    params=60.192808, params_precision=6, macs=11.514, top1=78.312, top5=94.046,
+    note="torchvision docs (same architecture)"), weights=_tv_weights("resnet152")))
 _add("resnet200", _imagenet(200), _cfg("resnet200"))
 _add("wide_resnet50_2", _imagenet(50, width=2), _cfg("wide_resnet50_2", weights=_tv_weights("wide_resnet50_2")))
 _add("wide_resnet101_2", _imagenet(101, width=2),
@@ -443,3 +443,57 @@ for _depth, _k in [(16, 4), (16, 8), (28, 10), (40, 3), (40, 4)]:
     _add(f"cifar_wrn{_depth}_{_k}", _wrn(_depth, _k), _cfg(f"cifar_wrn{_depth}_{_k}", cifar=True))
     _add(f"cifar_preact_wrn{_depth}_{_k}", _wrn(_depth, _k, True),
          _cfg(f"cifar_preact_wrn{_depth}_{_k}", cifar=True))
+
+
+# --- references: the torch-resnet package (every variant) and torchvision (its ResNets) -------------
+
+def _torch_resnet_name(name: str) -> tuple[str, dict[str, Any]]:
+    """The torch-resnet class and keyword arguments of zoo variant ``name``."""
+    match = re.fullmatch(r"(cifar_)?(preact_)?(wide_)?resnet(\d+)(_2)?(_small)?", name)
+    if match:
+        cifar, preact, wide, depth, _, small = match.groups()
+        kwargs: dict[str, Any] = {"width": 2} if wide else {}
+        if small:
+            kwargs["small_images"] = True
+        return f"{'PreAct' if preact else ''}ResNet{depth}", kwargs
+    match = re.fullmatch(r"cifar_(preact_)?wrn(\d+)_(\d+)", name)
+    if match:
+        preact, depth, k = match.groups()
+        return f"{'PreAct' if preact else ''}WideResNet{depth}", {"width": int(k)}
+    raise ValueError(f"no torch-resnet counterpart for {name}")
+
+
+def torch_resnet_reference(name: str, shortcut: str = "B") -> Reference:
+    """The torch-resnet package's model for zoo variant ``name`` (its head set to a linear layer),
+    with shortcut option ``shortcut`` on both sides."""
+    cls_name, kwargs = _torch_resnet_name(name)
+
+    def build(num_classes: int) -> nn.Module:
+        import torch_resnet
+
+        model = getattr(torch_resnet, cls_name)(shortcut=getattr(torch_resnet, SHORTCUTS[shortcut].__name__),
+                                                **kwargs)
+        model.set_head(nn.Linear(model.out_planes, num_classes))
+        return model
+
+    args = ", ".join([f"{k}={v}" for k, v in kwargs.items()] + ([f"shortcut={shortcut}"] if shortcut != "B" else []))
+    return Reference(f"torch-resnet {cls_name}({args})", build, requires="torch_resnet",
+                     zoo_kwargs={"shortcut": shortcut} if shortcut != "B" else {},
+                     input_size=(3, 16, 16))  # small and fast: every stem still reaches a 1x1 or 2x2 map
+
+
+def torchvision_reference(name: str) -> Reference:
+    """torchvision's ``name`` (resnet18..152, wide_resnet50_2/101_2), its state_dict mapped by
+    :func:`checkpoint_filter_fn`."""
+    def build(num_classes: int) -> nn.Module:
+        import torchvision
+
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+
+    return Reference(f"torchvision {name}", build, to_zoo=checkpoint_filter_fn)
+
+
+for _name in default_cfgs:
+    register_reference(_name, torch_resnet_reference(_name))
+for _name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2", "wide_resnet101_2"):
+    register_reference(_name, torchvision_reference(_name))

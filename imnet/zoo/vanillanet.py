@@ -115,11 +115,13 @@ class Block(nn.Module):
 
 class VanillaNet(nn.Module):
     """VanillaNet: ``dims`` (stem width, then one per stage), ``strides`` (one per stage),
-    ``act_num`` (activation kernel 2n+1), optional ``ada_pool`` output sizes per stage."""
+    ``act_num`` (activation kernel 2n+1), optional ``ada_pool`` output sizes per stage (adaptive
+    max-pools where the stage strides), ``stem_stride`` / ``stem_padding`` of the 4x4 stem conv (the
+    official code uses 3 / 1 whenever ``ada_pool`` is given, 4 / 0 otherwise)."""
 
     def __init__(self, dims: Sequence[int], strides: Sequence[int], num_classes: int = 1000, in_chans: int = 3,
                  drop_rate: float = 0.0, act_num: int = 3, deploy: bool = False,
-                 ada_pool: Sequence[int] | None = None) -> None:
+                 ada_pool: Sequence[int] | None = None, stem_stride: int = 4, stem_padding: int = 0) -> None:
         super().__init__()
         if len(dims) != len(strides) + 1:
             raise ValueError("VanillaNet needs one more dim than strides (the stem width)")
@@ -127,10 +129,11 @@ class VanillaNet(nn.Module):
         self.num_classes = num_classes
         self.act_learn = 1.0
         if deploy:
-            self.stem = nn.Sequential(nn.Conv2d(in_chans, dims[0], 4, stride=4),
+            self.stem = nn.Sequential(nn.Conv2d(in_chans, dims[0], 4, stem_stride, stem_padding),
                                       SeriesActivation(dims[0], act_num, deploy=True))
         else:
-            self.stem1 = nn.Sequential(nn.Conv2d(in_chans, dims[0], 4, stride=4), nn.BatchNorm2d(dims[0], eps=1e-6))
+            self.stem1 = nn.Sequential(nn.Conv2d(in_chans, dims[0], 4, stem_stride, stem_padding),
+                                       nn.BatchNorm2d(dims[0], eps=1e-6))
             self.stem2 = nn.Sequential(nn.Conv2d(dims[0], dims[0], 1), nn.BatchNorm2d(dims[0], eps=1e-6),
                                        SeriesActivation(dims[0], act_num))
         self.stages = nn.ModuleList(
@@ -281,6 +284,9 @@ def vanillanet_13_x1_5(num_classes: int = 1000, **kwargs: Any) -> VanillaNet:
     return _create(_W6, _S13, num_classes, **kwargs)
 
 
-@register_model(_cfg("vanillanet_13_x1_5_ada_pool", 127.8, 48.5, 83.11))
+# The released ada_pool weights were trained with the code of the "release ckpt" commit and after
+# (huawei-noah/VanillaNet f6d5bd0): stem stride 3, padding 1 (224 -> 75), adaptive pools 38, 19, 10.
+@register_model(_cfg("vanillanet_13_x1_5_ada_pool", 127.8, 48.9, 83.11))
 def vanillanet_13_x1_5_ada_pool(num_classes: int = 1000, **kwargs: Any) -> VanillaNet:
-    return _create(_W6, _S13, num_classes, **{"ada_pool": [0, 40, 20, 0, 0, 0, 0, 0, 0, 10, 0], **kwargs})
+    return _create(_W6, _S13, num_classes, **{"ada_pool": [0, 38, 19, 0, 0, 0, 0, 0, 0, 10, 0], "stem_stride": 3,
+                                              "stem_padding": 1, **kwargs})
