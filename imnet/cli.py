@@ -174,7 +174,8 @@ def fake(out, classes, train_per_class, val, image_size, seed, no_quirks, layout
               help="Instead of --data: a folder of the published timm/imagenet-1k-wds shards and their "
                    "_info.json (counts and labels are checked, then repacked with imnet's index and records).")
 @click.option("--classes", type=click.Path(path_type=Path),
-              help="With --from: the class list, as a classes.tsv, a prepared tree or ILSVRC2012_devkit_t12.tar.gz.")
+              help="With --from: the class list, as a classes.tsv, a prepared tree or ILSVRC2012_devkit_t12.tar.gz "
+                   "[default: the 1000 ILSVRC2012 wnids shipped in manifests/, sorted].")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Folder of the pack (empty, or a pack imnet pack wrote); never inside the source.")
 @click.option("--only", type=click.Choice(["train", "val"]), default=None, help="Pack only this split.")

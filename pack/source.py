@@ -161,6 +161,14 @@ def load_classes(path: Path) -> list[ClassInfo]:
     return read_classes(path)
 
 
+def official_classes() -> list[ClassInfo]:
+    """The 1000 ILSVRC2012 classes by their sorted wnids (``manifests/ILSVRC2012_wnids.txt``); no
+    ILSVRC2012_IDs (0) or words: the default class list of ``--from``."""
+    from imnet.prep.sources.base import official_wnids
+
+    return [ClassInfo(i, wnid, 0, "") for i, wnid in enumerate(official_wnids())]
+
+
 def _scan_shard(args: tuple[str, int, int]) -> tuple[list[tuple], str | None]:
     """Scan one published shard: ([(key, label, json or None, jpg offset, jpg size)], problem or None)."""
     path, expected, num_classes = args

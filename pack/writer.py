@@ -36,7 +36,7 @@ from imnet.pack.layout import (FORMAT, SHARD_NAME, SHARD_SPLIT, PackLayout, inde
                                shard_name)
 from imnet.pack.resize import ResizeSettings, fit
 from imnet.pack.shard import Sample, WrittenShard, write_shard
-from imnet.pack.source import SampleRef, SourceSplit, tree_split, wds_split, load_classes
+from imnet.pack.source import SampleRef, SourceSplit, load_classes, official_classes, tree_split, wds_split
 
 SPLITS = ("train", "val")
 # The timm/imagenet-1k-wds layout: 1024 train and 64 validation shards.
@@ -410,10 +410,11 @@ def write_pack(options: PackOptions) -> dict:
         raise ImnetError(f"{'--data' if options.data else '--from'} {source_dir}: folder not found")
     classes = None
     if options.from_wds is not None:
-        if options.classes is None:
-            raise ImnetError("--from needs --classes: a classes.tsv, a prepared tree or ILSVRC2012_devkit_t12.tar.gz "
-                             "(the shards carry class indices, not the class list)")
-        classes = load_classes(Path(options.classes))
+        # the shards carry class indices, not the class list: --classes, else the 1000 official wnids
+        classes = load_classes(Path(options.classes)) if options.classes is not None else official_classes()
+        if not (source_dir / "_info.json").is_file():
+            raise ImnetError(f"--from {source_dir}: no _info.json; give the folder of the timm/imagenet-1k-wds "
+                             f"shards with their _info.json")
     layout = PackLayout(Path(options.out))
     check_out(layout, [source_dir])
     splits = [options.only] if options.only else list(SPLITS)
