@@ -72,7 +72,7 @@ gpu_stage mem-defaults 60 $CHECKS memory "$OUT/data" "$DEV" defaults
 
 # c. training, resnet50: the synthetic step rate, then imnet train (DALI, AMP, channels_last)
 stage steps-r50 120 $CHECKS steps "$R50" "$TBS" "$DEV" "$AMP"
-stage train-r50 240 "$PY" -m imnet train --arch "$R50" --data "$OUT/data" --out "$OUT/run-r50" --epochs "$EPOCHS" \
+stage train-r50 240 "$PY" -m imnet train --arch "$R50" --recipe classic --data "$OUT/data" --out "$OUT/run-r50" --epochs "$EPOCHS" \
       --batch-size "$TBS" --lr 0.01 --aug rrc --img-size "$IMG" --amp "$AMP" --channels-last --device "$DEV" \
       "${WORKERS[@]}" --no-progress
 
@@ -110,7 +110,7 @@ gpu_stage mem-B256 45 $CHECKS memory "$OUT/data" "$DEV" B256
 gpu_stage mem-nohints 45 $CHECKS memory "$OUT/data" "$DEV" nohints
 
 stage steps-vn 120 $CHECKS steps "$VN" $((TBS / 2)) "$DEV" "$AMP"
-stage train-vn 200 "$PY" -m imnet train --arch "$VN" --data "$OUT/data" --out "$OUT/run-vn" --epochs 2 \
+stage train-vn 200 "$PY" -m imnet train --arch "$VN" --recipe classic --data "$OUT/data" --out "$OUT/run-vn" --epochs 2 \
       --batch-size $((TBS / 2)) --lr 0.01 --aug rrc --img-size "$IMG" --amp "$AMP" --channels-last --device "$DEV" \
       "${WORKERS[@]}" --no-progress
 for run in r50:$R50 vn:$VN; do

@@ -1,4 +1,6 @@
-"""Benchmark ``imnet train``'s images/s against two baselines measured in the same run.
+"""Benchmark ``imnet train``'s images/s against baselines measured in the same run.
+
+Two modes. The default times the training loop:
 
 * ``imnet``: the real training loop (``imnet.train.train``) on a prepared fake tree; its per-epoch
   ``images_per_sec`` from ``summary.csv`` (train time only, loader waits included), median of the
@@ -16,6 +18,15 @@ and ratios); ``--json`` also writes the figures.
     .venv/bin/python benchmarks/train.py                               # CPU, small images
     .venv/bin/python benchmarks/train.py --arch resnet50 --img-size 224 --image-size 500x375 \\
         --classes 20 --train-per-class 64 --batch-size 64 --device cuda   # on a GPU
+
+``--loaders`` times the train *loader* alone with the VanillaNet recipe's augmentation (bicubic
+RandomResizedCrop 224, flip, RandAugment ``rand-m7-mstd0.5-inc1``, random erasing 0.25 in pixel mode)
+on ImageNet-like JPEGs (400x350, ~110 KB: ``imnet.data.benchmark.write_bench_tree``): images/s and
+images per CPU-second (all the loader's processes and threads) of imnet's torch loader and DALI-CPU
+loader against timm's reference loader, ``ImageFolder`` + ``timm.data.create_transform`` (the same
+policy) + ``DataLoader`` with timm's worker seeding, all on the installed PIL, in interleaved rounds:
+
+    .venv/bin/python benchmarks/train.py --loaders --images 600 --workers-list 1,2 --repeats 3
 """
 from __future__ import annotations
 
@@ -52,6 +63,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--data", type=Path, default=None, help="use this prepared tree instead of generating one")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--loaders", action="store_true",
+                        help="time the train loaders with RandAugment + erasing against timm's loader instead")
+    parser.add_argument("--images", type=int, default=600, help="--loaders: generated ImageNet-like JPEGs")
+    parser.add_argument("--bench-dir", type=Path, default=Path("/tmp/imnet-bench-jpegs"),
+                        help="--loaders: folder of the generated JPEGs (reused when complete)")
+    parser.add_argument("--workers-list", default="1,2", help="--loaders: worker counts, comma-separated")
+    parser.add_argument("--repeats", type=int, default=3, help="--loaders: timed passes per loader (after a warm-up)")
+    parser.add_argument("--aa", default="rand-m7-mstd0.5-inc1", help="--loaders: the RandAugment policy")
     return parser.parse_args(argv)
 
 
@@ -147,8 +166,83 @@ def bench_imnet(args, data: Path, workers: int, device: torch.device, out: Path)
     return rates, loader
 
 
+AUGMENT_LOADERS = ("timm reference (ImageFolder + create_transform)", "imnet torch", "imnet dali-cpu")
+
+
+def _augment_loader(name: str, root: Path, workers: int, batch_size: int, aa: str):
+    """One of :data:`AUGMENT_LOADERS` with the VanillaNet recipe's train augmentation at 224 px."""
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    if name.startswith("timm"):
+        import torchvision.datasets as datasets
+        from timm.data import create_transform
+        from timm.data.loader import _worker_init
+
+        transform = create_transform(224, is_training=True, auto_augment=aa, interpolation="bicubic", re_prob=0.25,
+                                     re_mode="pixel", re_count=1, color_jitter=0.4, mean=mean, std=std)
+        dataset = datasets.ImageFolder(str(root / "train"), transform)
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                           drop_last=True, persistent_workers=workers > 0, worker_init_fn=_worker_init)
+    from imnet.data import build_train_loader
+
+    return build_train_loader(root, crop_size=224, aug="rrc", interpolation="bicubic", auto_augment=aa, reprob=0.25,
+                              remode="pixel", recount=1, color_jitter=0.4, mean=mean, std=std, batch_size=batch_size,
+                              workers=workers, loader="torch" if name == "imnet torch" else "dali")
+
+
+def bench_augment_loaders(args) -> None:
+    """``--loaders``: every loader of :data:`AUGMENT_LOADERS` per worker count, a warm-up pass each,
+    then ``repeats`` rounds of one timed pass each, interleaved; prints the markdown table."""
+    import os
+
+    from imnet.data.benchmark import BENCH_SIZE, _one_pass, pil_flavour, write_bench_tree
+
+    root = write_bench_tree(args.bench_dir, images=args.images)
+    sizes = [p.stat().st_size for p in (root / "train").rglob("*.JPEG")]
+    workers_list = [int(w) for w in args.workers_list.split(",")]
+    print(f"# train loaders with RandAugment {args.aa} + random erasing 0.25 (pixel), bicubic RRC 224, flip; "
+          f"{len(sizes)} JPEGs {BENCH_SIZE[0]}x{BENCH_SIZE[1]} (mean {statistics.mean(sizes) / 1e3:.0f} KB), "
+          f"batch {args.batch_size}, {args.repeats} timed passes each; {pil_flavour()}; {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    rows = []
+    for workers in workers_list:
+        loaders = {name: _augment_loader(name, root, workers, args.batch_size, args.aa) for name in AUGMENT_LOADERS}
+        rates = {name: [] for name in loaders}
+        cpu_rates = {name: [] for name in loaders}
+        for round_number in range(args.repeats + 1):
+            for name, loader in loaders.items():
+                if hasattr(loader, "set_epoch"):
+                    loader.set_epoch(round_number)
+                rate, cpu_rate = _one_pass(loader)
+                if round_number:  # round 0 warms up (workers, pipelines)
+                    rates[name].append(rate)
+                    if cpu_rate:
+                        cpu_rates[name].append(cpu_rate)
+                print(f"  workers {workers} round {round_number} {name}: {rate:.0f} img/s, "
+                      f"{cpu_rate or 0:.0f} img/CPU-s", file=sys.stderr)
+        for loader in loaders.values():
+            if hasattr(loader, "close"):
+                loader.close()
+        base = statistics.median(cpu_rates[AUGMENT_LOADERS[0]]) if cpu_rates[AUGMENT_LOADERS[0]] else None
+        for name in AUGMENT_LOADERS:
+            cpu = statistics.median(cpu_rates[name]) if cpu_rates[name] else None
+            rows.append((workers, name, statistics.median(rates[name]), min(rates[name]), max(rates[name]), cpu,
+                         cpu / base if cpu and base else None))
+    print("| workers | loader | images/s (median) | min-max | images per CPU-s (median) | x timm per core |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for workers, name, rate, low, high, cpu, ratio in rows:
+        print(f"| {workers} | {name} | {rate:.0f} | {low:.0f}-{high:.0f} | {cpu:.0f} | "
+              f"{'-' if ratio is None else f'{ratio:.2f}'} |")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows}, indent=2))
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.loaders:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        bench_augment_loaders(args)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     from imnet.data.loaders import default_workers

@@ -501,8 +501,11 @@ def _eval_summary_lines(summary, detailed: bool) -> str:
 @click.option("--arch", help="Zoo model to train (`imnet zoo` lists them); taken from the run when resuming.")
 @click.option("--data", type=click.Path(path_type=Path), help="Tree prepared by `imnet prep`.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory [default: runs/ARCH-UTCTIME].")
-@click.option("--recipe", default="classic",
-              help="Named recipe (classic, classic-cosine, resnet-cifar, vanillanet, demo) or a .yaml/.json file.")
+@click.option("--recipe",
+              help="Named recipe or a .yaml/.json file [default: the arch's own: vanillanet_5..10 "
+                   "(VanillaNet README), simplenetv1 / simplenetv1-small (SimpleNet README), else classic]. "
+                   "Named: classic, classic-cosine, resnet-cifar, torchvision (its new recipe), vanillanet_5..10, "
+                   "vanillanet (= vanillanet_5), simplenetv1, simplenetv1-small, simplenetv1-phase2, demo.")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
               help="Override one recipe field, e.g. --set epochs=10 --set decay_milestones=5,8 (repeatable).")
 @click.option("--epochs", type=int, help="Shortcut for --set epochs=N.")
@@ -530,7 +533,9 @@ def _eval_summary_lines(summary, detailed: bool) -> str:
 @click.option("--stop-after-epochs", type=int,
               help="Stop (resumably, as an interruption would) once this many epochs are complete.")
 @click.option("--stop-after-updates", type=int, help="Stop (resumably) after this many optimizer steps.")
-@click.option("--show-recipe", is_flag=True, help="Print the resolved recipe as YAML and exit.")
+@click.option("--show-recipe", is_flag=True,
+              help="Print the resolved recipe as YAML, each field with the flag of the source command it "
+                   "follows, and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs still go to stderr).")
 def train(arch, data, out, recipe, overrides, epochs, batch_size, lr, aug, img_size, accum_steps, loader,
           workers, device, amp, channels_last, compile_, deterministic, seed, resume, init_from, stop_after_epochs,
@@ -538,24 +543,25 @@ def train(arch, data, out, recipe, overrides, epochs, batch_size, lr, aug, img_s
     """Train a zoo model on a prepared tree; prints the run directory.
 
     \b
-    imnet train --arch vanillanet_5 --data /data/imagenet --recipe vanillanet
+    imnet train --arch vanillanet_9 --data /data/imagenet        # VanillaNet-9's README command
+    imnet train --arch vanillanet_9 --show-recipe                 # what that runs, flag by flag
+    imnet train --arch resnet50 --data /data/imagenet --recipe torchvision
     torchrun --nproc_per_node 8 -m imnet train --arch resnet50 --data /data/imagenet --batch-size 64
     imnet train --resume runs/resnet50-20260101-000000
     imnet train --arch resnet50 --init-from official --data /data/flowers --recipe classic-cosine
     """
     from imnet.train import TrainConfig, load_recipe
     from imnet.train import train as run_training
+    from imnet.train.recipes import default_recipe, show_recipe as format_recipe
 
     shortcuts = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "aug": aug, "img_size": img_size,
                  "accum_steps": accum_steps}
-    resolved = load_recipe(recipe, list(overrides))
+    resolved = load_recipe(recipe or default_recipe(arch), list(overrides))
     resolved = resolved.with_overrides(**{k: v for k, v in shortcuts.items() if v is not None})
     if show_recipe:
-        import yaml
-
-        click.echo(yaml.safe_dump(resolved.to_dict(), sort_keys=False), nl=False)
+        click.echo(format_recipe(resolved, arch), nl=False)
         return
-    if resume is not None and (overrides or any(v is not None for v in shortcuts.values())):
+    if resume is not None and (recipe or overrides or any(v is not None for v in shortcuts.values())):
         raise ImnetError(f"--resume {resume}: the run keeps its recipe; recipe options cannot change on resume")
     if resume is not None and init_from is not None:
         raise ImnetError(f"--resume {resume}: a resumed run continues from its own checkpoint; drop --init-from")

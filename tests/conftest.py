@@ -26,3 +26,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_vanillanet():
+    """A VanillaNet small enough for a test (3 stages of 16-64 channels at 32 px), registered for the
+    test's duration only; its parameter names are VanillaNet's (stem*, stages.N, cls*)."""
+    from imnet.zoo import registry
+    from imnet.zoo.registry import ModelConfig, register_model
+    from imnet.zoo.vanillanet import VanillaNet
+
+    name = "test_vanillanet_tiny"
+    config = ModelConfig(name=name, family="vanillanet", source="test", input_size=(3, 32, 32), crop_pct=1.0,
+                         first_conv="stem1.0", classifier="cls2.0")
+    register_model(config)(lambda num_classes=1000, **kw: VanillaNet([16, 32, 64], [2, 2], num_classes=num_classes, **kw))
+    yield name
+    registry._REGISTRY.pop(name)

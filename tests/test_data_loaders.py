@@ -326,7 +326,10 @@ def test_train_order_is_seeded_per_epoch_and_sharded(coordinate_tree):
 
 @pytest.mark.parametrize("recipe", [dict(kind="eval", crops=10), dict(kind="eval", crops=1, channels_last=True),
                                     dict(kind="train", aug="classic"),
-                                    dict(kind="train", aug="rrc", channels_last=True)])
+                                    dict(kind="train", aug="rrc", channels_last=True),
+                                    dict(kind="train", aug="rrc", auto_augment="rand-m7-mstd0.5-inc1"),
+                                    dict(kind="train", aug="classic", auto_augment="ta_wide"),
+                                    dict(kind="train", aug="rrc", color_jitter=0.4, interpolation="random")])
 def test_mixed_pipelines_define_valid_graphs(coordinate_tree, recipe):
     # DALI generates and checks the graph (operators, devices, every argument against its schema)
     # when the pipeline object is created; only build() needs the GPU. So the "mixed" branches are
@@ -335,11 +338,19 @@ def test_mixed_pipelines_define_valid_graphs(coordinate_tree, recipe):
     from imnet.data.base import Normalization
     from imnet.data.dali import PathSource, eval_pipeline, train_pipeline
 
+    from imnet.data.transforms import TrainAugment
+
     recipe = dict(recipe)
-    make = eval_pipeline if recipe.pop("kind") == "eval" else train_pipeline
+    if recipe.pop("kind") == "eval":
+        make = eval_pipeline
+        recipe["interpolation"] = "bicubic"
+    else:  # the GPU twins of the augmentation ops (images on the GPU, their arguments on the CPU)
+        make = train_pipeline
+        keys = ("aug", "auto_augment", "color_jitter", "interpolation")
+        augment = {"crop" if k == "aug" else k: recipe.pop(k) for k in keys if k in recipe}
+        recipe["augment"] = TrainAugment(**{"interpolation": "bicubic", **augment})
     options = dict(source=PathSource(read_split(coordinate_tree, "val"), 2), decoder="mixed",
-                   resize_size=RESIZE, crop_size=CROP, interpolation="bicubic",
-                   norm=Normalization((0.5,) * 3, (0.2,) * 3, fp16=True),
+                   resize_size=RESIZE, crop_size=CROP, norm=Normalization((0.5,) * 3, (0.2,) * 3, fp16=True),
                    batch_size=2, num_threads=1, device_id=0, **recipe)
     make(**options)
     with pytest.raises(ValueError):

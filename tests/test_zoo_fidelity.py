@@ -4,7 +4,7 @@
   and C), torchvision's ResNets, timm's DarkNet-53 and the bsconv package: the reference's seeded
   state_dict goes through the zoo model's ``checkpoint_filter_fn`` and both give the same logits.
 * Every family without a package against the recording of its original code
-  (``imnet/zoo/originals.json.gz``, made by ``scripts/record_zoo_originals.py`` from the original
+  (``imnet/zoo/originals.json.gz``, facts recorded from the original
   repositories): the zoo model runs the same convolutions in the same order (kernel, stride,
   padding, dilation, groups, bias, output size, what feeds each), the same activations and the same
   classifier input; a state_dict with the original's key names and shapes loads through its
@@ -373,20 +373,3 @@ def test_zoo_check_function_column_names_the_references(capsys):
     line = next(line for line in out.splitlines() if " resnet18" in line)
     assert line.startswith("ok         same        resnet18")
     assert "torch-resnet ResNet18() (bitwise)" in line and "torchvision resnet18 (bitwise)" in line
-
-
-def test_the_recording_script_lists_exactly_the_recorded_originals():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "record_zoo_originals.py"
-    spec = importlib.util.spec_from_file_location("record_zoo_originals", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    keys = {script.entry_key(name, kwargs) for name, kwargs, *_ in script.ENTRIES}
-    assert keys == set(RECORDINGS)
-    for name, kwargs, source, file, build, input_size, output in script.ENTRIES:
-        recording = RECORDINGS[script.entry_key(name, kwargs)]
-        assert (recording["source"], recording["file"], recording["build"], recording["output"]) == (
-            source, file, build, output)
-        assert tuple(recording["input_size"]) == input_size

@@ -14,6 +14,7 @@ from typing import Iterator, NamedTuple
 import torch
 
 from imnet.data.filelist import SplitList
+from imnet.data.transforms import TrainAugment
 from imnet.errors import ImnetError
 
 
@@ -134,15 +135,17 @@ class TrainLoader:
     ``set_epoch(epoch)`` picks the epoch's order (:class:`EpochOrder`): all ranks see disjoint images
     and the same number of full batches, ``len()``; the last partial batch is dropped. With
     ``channels_last`` the images are channels_last tensors (NHWC memory), made so once, by the loader.
-    ``workers`` and ``pipeline_builds`` as for :class:`EvalLoader`.
+    ``workers`` and ``pipeline_builds`` as for :class:`EvalLoader`; ``augment`` is the
+    :class:`~imnet.data.transforms.TrainAugment` it applies.
     """
 
     name = "abstract"
 
     def __init__(self, split: SplitList, batch_size: int, rank: int, world_size: int, seed: int,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, augment: TrainAugment | None = None) -> None:
         self.split = split
         self.channels_last = channels_last
+        self.augment = augment or TrainAugment()
         self.pipeline_builds = 0
         self.workers = 0
         self.batch_size = batch_size
@@ -176,6 +179,18 @@ class TrainLoader:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def batch_erasing(augment: TrainAugment, device: torch.device):
+    """timm's ``RandomErasing`` for the augment's ``reprob``/``remode``/``recount``, applied in place
+    to a normalized (B, 3, H, W) batch on ``device`` (each image on its own draw), as timm's
+    prefetching loader does on the GPU; None when ``reprob`` is 0. Both backends call it on their
+    output batches, so erasing is one implementation, timm's."""
+    if augment.reprob <= 0:
+        return None
+    from timm.data.random_erasing import RandomErasing
+
+    return RandomErasing(augment.reprob, mode=augment.remode, max_count=augment.recount, device=str(device))
 
 
 def torch_device(device: str) -> torch.device:

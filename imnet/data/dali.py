@@ -14,6 +14,10 @@ eval's ``indices`` exact and let a pass resume after an undecodable image; class
 from them in Python. A pipeline is rebuilt only after it raised (DALI pipelines are not reusable
 after an error) or when a pass was left with batches undelivered.
 
+The train pipeline's per-image policies (RandAugment in timm's form, TrivialAugmentWide, colour
+jitter) are :mod:`imnet.data.dali_augment`'s; the pipeline is defined with ``enable_conditionals``
+for them, and random erasing runs on its output batch (timm's ``RandomErasing``, on the GPU there).
+
 Decoder settings ("mixed" only): nvJPEG scratch stays at DALI's defaults (16 MiB of GPU memory and
 2 x 8 MiB pinned per thread, :mod:`imnet.data.resources`); only the hardware decoder's
 preallocation hint for ImageNet's largest image is given, as NVIDIA's current ResNet-50 example does.
@@ -32,10 +36,11 @@ import torch
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
-from imnet.data.base import EvalBatch, EvalLoader, Normalization, TrainLoader, torch_device
+from imnet.data import dali_augment
+from imnet.data.base import EvalBatch, EvalLoader, Normalization, TrainLoader, batch_erasing, torch_device
 from imnet.data.decode import probe_image
 from imnet.data.filelist import SplitList
-from imnet.data.transforms import CROP_LAYOUTS, INTERPOLATIONS
+from imnet.data.transforms import CROP_LAYOUTS, INTERPOLATIONS, TrainAugment, fill_value
 from imnet.errors import ImnetError
 
 PREFETCH = 2
@@ -167,20 +172,43 @@ def eval_pipeline(source, decoder: str, resize_size: int, crop_size: int, crops:
     return fn.stack(*views), position
 
 
-@pipeline_def
-def train_pipeline(source, decoder: str, aug: str, resize_size: int, crop_size: int,
-                   interpolation: str, norm: Normalization, channels_last: bool = False,
-                   hw_decoder_load: float = 0.65):
+def _train_interp(interpolation: str):
+    """The crop's resampler: a DALI interpolation type, or for "random" a per-image choice of linear
+    or cubic (timm's random bilinear/bicubic)."""
+    if interpolation == "random":
+        choice = fn.random.uniform(values=[int(types.INTERP_LINEAR), int(types.INTERP_CUBIC)], dtype=types.INT32)
+        return fn.cast(choice, dtype=types.DALIDataType.INTERP_TYPE)
+    return getattr(types, INTERPOLATIONS[interpolation][1])
+
+
+def per_image_policy(images, augment: TrainAugment, mean):
+    """The augment's per-image policy on uint8 HWC images (after crop and flip): timm's RandAugment,
+    TrivialAugmentWide or colour jitter (:mod:`imnet.data.dali_augment`); a pipeline that calls it
+    needs ``enable_conditionals``."""
+    if augment.rand_augment is not None:
+        return dali_augment.rand_augment(images, augment.rand_augment, fill_value(mean))
+    if augment.auto_augment == "ta_wide":
+        return dali_augment.trivial_augment(images)
+    if augment.jitter > 0:
+        return dali_augment.color_jitter(images, augment.jitter)
+    return images
+
+
+@pipeline_def(enable_conditionals=True)
+def train_pipeline(source, decoder: str, augment: TrainAugment, resize_size: int, crop_size: int,
+                   norm: Normalization, channels_last: bool = False, hw_decoder_load: float = 0.65):
     """Train: "classic" = resize shorter side, random crop, flip; "rrc" = RandomResizedCrop fused into
-    the decoder (only the chosen window is decoded), resize to the crop, flip. Then normalize.
+    the decoder (only the chosen window is decoded), resize to the crop, flip. Then the per-image
+    policy of ``augment`` (:mod:`imnet.data.dali_augment`: timm's RandAugment, TrivialAugmentWide or
+    colour jitter) and normalize; random erasing runs on the output batch (:func:`batch_erasing`).
 
     Outputs ``(3, crop_size, crop_size)`` images (``(crop_size, crop_size, 3)`` with
     ``channels_last``) and the list position per sample.
     """
     encoded, position = read_samples(source)
-    interp = getattr(types, INTERPOLATIONS[interpolation][1])
+    interp = _train_interp(augment.interpolation)
     flip = fn.random.coin_flip(probability=0.5)
-    if aug == "rrc":
+    if augment.crop == "rrc":
         images = fn.decoders.image_random_crop(encoded, device=decoder, output_type=types.RGB,
                                                adjust_orientation=False, random_area=[0.08, 1.0],
                                                random_aspect_ratio=[3 / 4, 4 / 3], num_attempts=10,
@@ -195,6 +223,12 @@ def train_pipeline(source, decoder: str, aug: str, resize_size: int, crop_size: 
         # come up half as often as the others; immaterial at ImageNet's extents of 32+ pixels).
         window = dict(crop=(crop_size, crop_size), crop_pos_x=fn.random.uniform(range=(0.0, 1.0)),
                       crop_pos_y=fn.random.uniform(range=(0.0, 1.0)))
+    if augment.per_image:  # crop and flip first, as the torch loader (timm, torchvision) does
+        if window:
+            images = fn.crop(images, **window)
+            window = {}
+        images = per_image_policy(fn.flip(images, horizontal=flip), augment, norm.mean)
+        flip = 0
     images = fn.crop_mirror_normalize(images, mirror=flip, **window, **_normalize_args(norm, channels_last))
     return images, position
 
@@ -405,16 +439,17 @@ class DaliTrainLoader(_DaliLoader, TrainLoader):
     (:class:`~imnet.data.base.EpochOrder`, the torch loader's too). DALI's random augmentation
     stream runs on across epochs from the pipeline's seed (seed, rank)."""
 
-    def __init__(self, split: SplitList, *, crop_size: int, resize_size: int, aug: str,
-                 interpolation: str, norm: Normalization, batch_size: int, threads: int, device: str,
-                 rank: int, world_size: int, seed: int, channels_last: bool = False,
+    def __init__(self, split: SplitList, *, crop_size: int, resize_size: int, augment: TrainAugment,
+                 norm: Normalization, batch_size: int, threads: int, device: str, rank: int,
+                 world_size: int, seed: int, channels_last: bool = False,
                  hw_decoder_load: float = 0.65) -> None:
-        TrainLoader.__init__(self, split, batch_size, rank, world_size, seed, channels_last)
+        TrainLoader.__init__(self, split, batch_size, rank, world_size, seed, channels_last, augment)
         self._setup(split, device, threads, batch_size)
-        self.recipe = dict(decoder=self.decoder, aug=aug, resize_size=resize_size,
-                           crop_size=crop_size, interpolation=interpolation, norm=norm,
-                           channels_last=channels_last, hw_decoder_load=hw_decoder_load)
+        self.recipe = dict(decoder=self.decoder, augment=augment, resize_size=resize_size,
+                           crop_size=crop_size, norm=norm, channels_last=channels_last,
+                           hw_decoder_load=hw_decoder_load)
         self._labels = torch.tensor(split.labels, dtype=torch.int64)
+        self._erase = batch_erasing(augment, torch_device(device))
 
     def _make_pipeline(self, source: PathSource):
         return train_pipeline(source=source, batch_size=self.batch_size, num_threads=self.threads,
@@ -442,4 +477,6 @@ class DaliTrainLoader(_DaliLoader, TrainLoader):
             batch_positions = output["positions"].view(-1).to(torch.int64)
             delivered += len(batch_positions)
             images = _as_nchw(output["images"], self.channels_last)
+            if self._erase is not None:
+                images = self._erase(images)
             yield images, self._labels[batch_positions].to(images.device, non_blocking=True)

@@ -20,9 +20,10 @@ from typing import Iterator
 import torch
 from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
 
-from imnet.data.base import EvalBatch, EvalLoader, Normalization, TrainLoader
+from imnet.data.base import EvalBatch, EvalLoader, Normalization, TrainLoader, batch_erasing, torch_device
 from imnet.data.dali import PREFETCH, READER, PackReader, _as_nchw, _DaliLoader, eval_pipeline, train_pipeline
 from imnet.data.packsplit import PackSplit
+from imnet.data.transforms import TrainAugment
 from imnet.errors import ImnetError
 from imnet.pack.layout import read_index
 
@@ -155,16 +156,16 @@ class DaliPackEvalLoader(_DaliPackLoader, EvalLoader):
 class DaliPackTrainLoader(_DaliPackLoader, TrainLoader):
     """Train loader on a pack with DALI's webdataset reader: a fresh partition and shuffle per epoch."""
 
-    def __init__(self, split: PackSplit, *, crop_size: int, resize_size: int, aug: str, interpolation: str,
+    def __init__(self, split: PackSplit, *, crop_size: int, resize_size: int, augment: TrainAugment,
                  norm: Normalization, batch_size: int, threads: int, device: str, rank: int, world_size: int,
                  seed: int, channels_last: bool = False, hw_decoder_load: float = 0.65,
                  shuffle_buffer: int = 1024) -> None:
-        TrainLoader.__init__(self, split, batch_size, rank, world_size, seed, channels_last)
+        TrainLoader.__init__(self, split, batch_size, rank, world_size, seed, channels_last, augment)
         self._setup(split, device, threads, batch_size)
         self.shuffle_buffer = shuffle_buffer
-        self.recipe = dict(decoder=self.decoder, aug=aug, resize_size=resize_size, crop_size=crop_size,
-                           interpolation=interpolation, norm=norm, channels_last=channels_last,
-                           hw_decoder_load=hw_decoder_load)
+        self.recipe = dict(decoder=self.decoder, augment=augment, resize_size=resize_size, crop_size=crop_size,
+                           norm=norm, channels_last=channels_last, hw_decoder_load=hw_decoder_load)
+        self._erase = batch_erasing(augment, torch_device(device))
 
     def _make_pipeline(self, _source):
         reader = PackReader([str(t) for t in self.split.shards.tars], [str(i) for i in self.split.shards.indexes],
@@ -182,7 +183,8 @@ class DaliPackTrainLoader(_DaliPackLoader, TrainLoader):
                     continue  # a batch more than every rank has: read to the epoch's end, not used
                 delivered += 1
                 images = _as_nchw(output["images"], self.channels_last)
-                yield images, parse_cls(output["cls"]).to(images.device, non_blocking=True)
+                labels = parse_cls(output["cls"]).to(images.device, non_blocking=True)
+                yield (self._erase(images) if self._erase else images), labels
         except RuntimeError as err:
             raise ImnetError(f"{self.split.root}: the DALI pack reader failed ({str(err).splitlines()[0]}); "
                              f"`--loader torch` names an undecodable image") from err

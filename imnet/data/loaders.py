@@ -23,7 +23,7 @@ from imnet.data.packsplit import PackSplit, read_split
 from imnet.data.resources import default_workers  # noqa: F401  (re-exported)
 from imnet.data.resources import loader_resources
 from imnet.data.screen import SkipRecorded, screen_eval, screen_train
-from imnet.data.transforms import check_eval_geometry, check_interpolation
+from imnet.data.transforms import TrainAugment, check_eval_geometry, check_interpolation
 from imnet.errors import ImnetError
 
 LOADERS = ("auto", "dali", "torch")
@@ -85,25 +85,29 @@ def build_train_loader(data: Path, *, crop_size: int = 224, resize_size: int = 2
                        mean: Sequence[float], std: Sequence[float], batch_size: int = 64,
                        workers: int | None = None, loader: str = "auto", device: str = "cpu",
                        rank: int = 0, world_size: int = 1, seed: int = 0, fp16: bool = False,
-                       channels_last: bool = False) -> TrainLoader:
+                       channels_last: bool = False, auto_augment: str = "", color_jitter: float = 0.0,
+                       reprob: float = 0.0, remode: str = "pixel", recount: int = 1) -> TrainLoader:
     """A train loader over ``data/meta/train.txt``. ``aug="classic"``: resize the shorter side to
     ``resize_size``, random ``crop_size`` crop, random horizontal flip; ``aug="rrc"``:
-    RandomResizedCrop(scale 0.08-1, ratio 3/4-4/3) to ``crop_size`` and flip. Then normalize.
+    RandomResizedCrop(scale 0.08-1, ratio 3/4-4/3) to ``crop_size`` and flip. ``interpolation`` is
+    the crop's resampler (or ``"random"``: bilinear or bicubic per image). Then ``auto_augment``
+    (a timm RandAugment string such as ``"rand-m7-mstd0.5-inc1"``, or ``"ta_wide"``) or, without one,
+    ``color_jitter``; normalize; random erasing (``reprob``, ``remode``, ``recount``, timm's).
+    Both backends apply the same policies (:class:`~imnet.data.transforms.TrainAugment`).
     See :class:`TrainLoader` for the order and sharding; batches are full (the remainder is dropped).
     ``workers`` and ``channels_last`` as for :func:`build_eval_loader`.
     """
-    if aug not in AUGMENTATIONS:
-        raise ImnetError(f"unknown augmentation {aug!r} (expected one of {', '.join(AUGMENTATIONS)})")
+    augment = TrainAugment(crop=aug, interpolation=interpolation, auto_augment=auto_augment,
+                           color_jitter=color_jitter, reprob=reprob, remode=remode, recount=recount)
     if aug == "classic":
         check_eval_geometry(crop_size, resize_size, 1)
-    check_interpolation(interpolation)
     check_rank(rank, world_size)
     _check_batch(batch_size, workers)
     table = read_split(Path(data), "train")
     norm = Normalization(_triple(mean, "mean"), _triple(std, "std"), fp16)
-    options = dict(crop_size=crop_size, resize_size=resize_size, aug=aug, interpolation=interpolation,
-                   norm=norm, batch_size=batch_size, device=device, rank=rank,
-                   world_size=world_size, seed=seed, channels_last=channels_last)
+    options = dict(crop_size=crop_size, resize_size=resize_size, augment=augment, norm=norm,
+                   batch_size=batch_size, device=device, rank=rank, world_size=world_size, seed=seed,
+                   channels_last=channels_last)
     backend = choose_loader(loader, device)
     table = screen_train(table, backend)  # without the images the tree records as undecodable
     if isinstance(table, PackSplit):  # a pack: the readers of its shards, the same pipelines

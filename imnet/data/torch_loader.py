@@ -12,10 +12,16 @@ NCHW one the cast's copy also transposes. The train workers persist through the 
 live for one pass. A file that does not decode comes back as a marker, so the main process can name it (ImnetError) or
 record it as skipped.
 
+Train augmentation beyond crop and flip is the libraries' own: timm's ``create_transform`` stage
+(RandAugment, ColorJitter) or torchvision's ``TrivialAugmentWide`` in the workers (whose numpy
+generators are seeded per worker, as timm's loader does), and timm's ``RandomErasing`` on the
+normalized batch in the main process (:func:`~imnet.data.base.batch_erasing`).
+
 Per-image CPU costs behind these choices are in benchmarks/RESULTS.md ("Where the CPU time goes").
 """
 from __future__ import annotations
 
+import random
 from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
@@ -26,10 +32,11 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from imnet.data.base import EpochOrder, EvalBatch, EvalLoader, Normalization, TrainLoader, torch_device
+from imnet.data.base import (EpochOrder, EvalBatch, EvalLoader, Normalization, TrainLoader, batch_erasing,
+                             torch_device)
 from imnet.data.decode import decode_resized, decode_rgb
 from imnet.data.filelist import SplitList
-from imnet.data.transforms import crop_boxes
+from imnet.data.transforms import RANDOM_INTERPOLATIONS, TrainAugment, crop_boxes
 from imnet.errors import ImnetError
 
 # Item = (uint8 (..., H, W, 3) image tensor or None when undecodable, list position, reason)
@@ -85,20 +92,34 @@ class EvalDataset(Dataset):
 
 
 class TrainDataset(Dataset):
-    """Item ``position`` = the augmented image at that position of the split list, as uint8."""
+    """Item ``position`` = the augmented image at that position of the split list, as uint8.
 
-    def __init__(self, split: SplitList, aug: str, resize_size: int, crop_size: int,
-                 interpolation: str) -> None:
-        self.split, self.aug = split, aug
-        self.resize_size, self.interpolation = resize_size, interpolation
+    The crop (``classic``: a random window of the resized image, only that window resized; ``rrc``:
+    torchvision's RandomResizedCrop, or timm's ``RandomResizedCropAndInterpolation`` for the
+    ``random`` interpolation), the flip, then the per-image policy: timm's own (``create_transform``'s
+    RandAugment or colour jitter, built by timm exactly as its train script builds them) or
+    torchvision's ``TrivialAugmentWide``. Random erasing runs later, on the normalized batch."""
+
+    def __init__(self, split: SplitList, augment: TrainAugment, resize_size: int, crop_size: int,
+                 mean: tuple[float, float, float] = (0.485, 0.456, 0.406)) -> None:
+        self.split, self.augment = split, augment
+        self.aug = augment.crop
+        self.resize_size, self.interpolation = resize_size, augment.interpolation
         self.crop_size = crop_size
-        mode = TF.InterpolationMode(interpolation)
-        if aug == "rrc":
-            self.transform = T.Compose([T.RandomResizedCrop(crop_size, scale=(0.08, 1.0),
-                                                            ratio=(3 / 4, 4 / 3), interpolation=mode),
-                                        T.RandomHorizontalFlip()])
+        steps = [train_policy(augment, crop_size, mean)] if augment.per_image else []
+        if augment.crop == "rrc":
+            if augment.interpolation == "random":
+                from timm.data.transforms import RandomResizedCropAndInterpolation
+
+                crop = RandomResizedCropAndInterpolation(crop_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                                                         interpolation="random")
+            else:
+                crop = T.RandomResizedCrop(crop_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                                           interpolation=TF.InterpolationMode(augment.interpolation))
+            steps = [crop, T.RandomHorizontalFlip()] + steps
         else:  # the random crop is chosen in _random_window, before resizing
-            self.transform = T.RandomHorizontalFlip()
+            steps = [T.RandomHorizontalFlip()] + steps
+        self.transform = steps[0] if len(steps) == 1 else T.Compose(steps)
 
     def __len__(self) -> int:
         return len(self.split)
@@ -118,13 +139,38 @@ class TrainDataset(Dataset):
             if self.aug == "rrc":  # no draft: a small random window must keep full resolution
                 image = decode_rgb(path)
             else:
-                image = decode_resized(path, self.resize_size, self.interpolation,
-                                       window=self._random_window)
+                interpolation = self.interpolation
+                if interpolation == "random":  # timm's choice per image
+                    interpolation = random.choice(RANDOM_INTERPOLATIONS)
+                image = decode_resized(path, self.resize_size, interpolation, window=self._random_window)
         except FileNotFoundError:
             return None, position, "file not found"
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             return None, position, f"cannot decode: {err}"
         return to_uint8_hwc(self.transform(image)), position, ""
+
+
+def train_policy(augment: TrainAugment, crop_size: int, mean: tuple[float, float, float]):
+    """The per-image policy after crop and flip, as the libraries build it: timm's
+    ``create_transform`` (its "secondary" stage: RandAugment with timm's hparams, translate 0.45 x
+    the crop, the mean as fill, the train interpolation; or ColorJitter when no auto-augment), or
+    torchvision's ``TrivialAugmentWide`` (the reference recipe's, bilinear)."""
+    if augment.auto_augment == "ta_wide":
+        mode = "bilinear" if augment.interpolation == "random" else augment.interpolation
+        return T.TrivialAugmentWide(interpolation=TF.InterpolationMode(mode))
+    from timm.data import create_transform
+
+    _, secondary, _ = create_transform(
+        crop_size, is_training=True, auto_augment=augment.auto_augment or None,
+        color_jitter=augment.jitter or None, interpolation=augment.interpolation, mean=mean, separate=True)
+    return secondary
+
+
+def seed_numpy_in_worker(worker_id: int) -> None:
+    """DataLoader seeds Python's and torch's generators per worker but not numpy's, which timm's
+    RandAugment draws its ops from: without this every worker would pick the same ops (timm's
+    loader seeds numpy the same way)."""
+    np.random.seed(torch.initial_seed() % 2**32)
 
 
 def collate(items: list[Item]) -> tuple[torch.Tensor | None, torch.Tensor, list[tuple[int, str]]]:
@@ -222,13 +268,15 @@ def _one_thread() -> Iterator[None]:
 
 
 def _data_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
-                 drop_last: bool, persistent: bool, sampler: Sampler | None = None) -> DataLoader:
+                 drop_last: bool, persistent: bool, sampler: Sampler | None = None,
+                 worker_init_fn=None) -> DataLoader:
     """A DataLoader with ``workers`` processes; ``persistent`` keeps them between passes (train)
     instead of ending them after each pass (eval: a training run's val workers do not sit idle
     through the epochs)."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
                       num_workers=workers, persistent_workers=persistent and workers > 0,
-                      pin_memory=device.type == "cuda", collate_fn=collate, drop_last=drop_last)
+                      pin_memory=device.type == "cuda", collate_fn=collate, drop_last=drop_last,
+                      worker_init_fn=worker_init_fn)
 
 
 class TorchEvalLoader(EvalLoader):
@@ -280,17 +328,19 @@ class TorchTrainLoader(TrainLoader):
 
     name = "torch"
 
-    def __init__(self, split: SplitList, *, crop_size: int, resize_size: int, aug: str,
-                 interpolation: str, norm: Normalization, batch_size: int, workers: int, device: str,
-                 rank: int, world_size: int, seed: int, channels_last: bool = False) -> None:
-        super().__init__(split, batch_size, rank, world_size, seed, channels_last)
+    def __init__(self, split: SplitList, *, crop_size: int, resize_size: int, augment: TrainAugment,
+                 norm: Normalization, batch_size: int, workers: int, device: str, rank: int,
+                 world_size: int, seed: int, channels_last: bool = False) -> None:
+        super().__init__(split, batch_size, rank, world_size, seed, channels_last, augment)
         self.device = torch_device(device)
         self.workers = workers
         self._normalize = _Normalizer(norm, self.device, channels_last)
         self._labels = torch.tensor(split.labels, dtype=torch.int64)
-        dataset = TrainDataset(split, aug, resize_size, crop_size, interpolation)
+        self._erase = batch_erasing(augment, self.device)
+        dataset = TrainDataset(split, augment, resize_size, crop_size, norm.mean)
         self._loader = _data_loader(dataset, batch_size, workers, self.device, drop_last=True,
-                                    persistent=True, sampler=_EpochSampler(self.schedule))
+                                    persistent=True, sampler=_EpochSampler(self.schedule),
+                                    worker_init_fn=seed_numpy_in_worker if augment.per_image else None)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, positions, bad in self._loader:
@@ -299,7 +349,8 @@ class TorchTrainLoader(TrainLoader):
                 raise ImnetError(f"{self.split.path(position)}: {reason} (listed in "
                                  f"{self.split.list_path})")
             labels = self._labels[positions].to(self.device, non_blocking=True)
-            yield self._normalize(images), labels
+            images = self._normalize(images)
+            yield (self._erase(images) if self._erase else images), labels
 
     def close(self) -> None:
         self._loader = None

@@ -23,9 +23,10 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from imnet.data.base import EvalBatch, EvalLoader, Normalization, TrainLoader, torch_device
+from imnet.data.base import EvalBatch, EvalLoader, Normalization, TrainLoader, batch_erasing, torch_device
 from imnet.data.packsplit import PackSplit, Piece, train_pieces
-from imnet.data.torch_loader import EvalDataset, TrainDataset, _Normalizer, collate
+from imnet.data.torch_loader import EvalDataset, TrainDataset, _Normalizer, collate, seed_numpy_in_worker
+from imnet.data.transforms import TrainAugment
 from imnet.errors import ImnetError
 from imnet.pack.layout import read_index
 
@@ -163,18 +164,21 @@ class TorchPackTrainLoader(TrainLoader):
 
     name = "torch"
 
-    def __init__(self, split: PackSplit, *, crop_size: int, resize_size: int, aug: str, interpolation: str,
+    def __init__(self, split: PackSplit, *, crop_size: int, resize_size: int, augment: TrainAugment,
                  norm: Normalization, batch_size: int, workers: int, device: str, rank: int, world_size: int,
                  seed: int, channels_last: bool = False, shuffle_buffer: int = SHUFFLE_BUFFER) -> None:
-        super().__init__(split, batch_size, rank, world_size, seed, channels_last)
+        super().__init__(split, batch_size, rank, world_size, seed, channels_last, augment)
         self.device = torch_device(device)
         self.workers = workers
         self._normalize = _Normalizer(norm, self.device, channels_last)
-        augment = TrainDataset(split, aug, resize_size, crop_size, interpolation)
-        self._dataset = PackTrainDataset(split, augment, batch_size, len(self), rank, world_size, seed,
+        self._erase = batch_erasing(augment, self.device)
+        # the tree's dataset does the decoding and augmentation; only where samples come from differs
+        transform = TrainDataset(split, augment, resize_size, crop_size, norm.mean)
+        self._dataset = PackTrainDataset(split, transform, batch_size, len(self), rank, world_size, seed,
                                          shuffle_buffer)
         self._loader = DataLoader(self._dataset, batch_size=None, num_workers=workers,
-                                  persistent_workers=workers > 0, pin_memory=self.device.type == "cuda")
+                                  persistent_workers=workers > 0, pin_memory=self.device.type == "cuda",
+                                  worker_init_fn=seed_numpy_in_worker if augment.per_image else None)
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
@@ -182,7 +186,8 @@ class TorchPackTrainLoader(TrainLoader):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels in self._loader:
-            yield self._normalize(images), labels.to(self.device, non_blocking=True)
+            images = self._normalize(images)
+            yield (self._erase(images) if self._erase else images), labels.to(self.device, non_blocking=True)
 
     def close(self) -> None:
         self._loader = None

@@ -98,3 +98,121 @@ def crop_boxes(height: int, width: int, crop_size: int, crops: int) -> list[Crop
 def _anchors(extent: int) -> dict[str, int]:
     centre = round_half_even_half(extent)
     return {"start": 0, "end": extent, "centre": centre, "centre_mirrored": extent - centre}
+
+
+# --- train augmentation (both backends) ---------------------------------------------------------------
+# Train resamplers: the eval ones, plus "random" (a per-image choice of bilinear or bicubic, timm's
+# RandomResizedCropAndInterpolation and RandAugment "random" interpolation).
+TRAIN_INTERPOLATIONS = (*INTERPOLATIONS, "random")
+RANDOM_INTERPOLATIONS = ("bilinear", "bicubic")
+ERASE_MODES = ("const", "rand", "pixel")
+# RandAugment's option keys in timm's "rand-m9-n2-mstd0.5-inc1-p0.5-mmax10" strings.
+_RAND_KEYS = {"m": float, "n": int, "mstd": float, "inc": int, "p": float, "mmax": float}
+
+
+@dataclass(frozen=True)
+class RandAugmentSpec:
+    """A timm RandAugment string parsed: ``n`` ops per image, each applied with probability ``p`` at
+    level ``magnitude`` (out of 10) plus Gaussian noise of std ``magnitude_std`` (inf: uniform in
+    [0, magnitude]), clipped to [0, ``magnitude_max``]; ``increasing`` picks timm's
+    "increasing" op set (posterize, solarize and the enhance ops stronger with the level)."""
+
+    magnitude: float = 10.0
+    num_layers: int = 2
+    magnitude_std: float = 0.0
+    increasing: bool = False
+    prob: float = 0.5
+    magnitude_max: float = 10.0
+
+
+def parse_rand_augment(text: str) -> RandAugmentSpec:
+    """``"rand-m7-mstd0.5-inc1"`` -> :class:`RandAugmentSpec`, with timm's defaults (m10, n2, mstd0,
+    inc0, p0.5, mmax10) and its rule that an mstd over 100 means uniform sampling. timm's weighted or
+    named transform sets (``-t...``) are refused: neither backend here implements them."""
+    parts = text.split("-")
+    if parts[0] != "rand":
+        raise ImnetError(f"auto_augment {text!r}: a RandAugment string starts with 'rand-'")
+    values: dict = {}
+    for part in parts[1:]:
+        key = part.rstrip("0123456789.")
+        number = part[len(key):]
+        if key not in _RAND_KEYS or not number:
+            raise ImnetError(f"auto_augment {text!r}: unknown section {part!r} (timm's sections: "
+                             f"{', '.join(k + 'N' for k in _RAND_KEYS)})")
+        try:
+            values[key] = _RAND_KEYS[key](number)
+        except ValueError:
+            raise ImnetError(f"auto_augment {text!r}: {part!r} is not {key} followed by a number") from None
+    spec = RandAugmentSpec(magnitude=values.get("m", 10.0), num_layers=values.get("n", 2),
+                           magnitude_std=values.get("mstd", 0.0), increasing=bool(values.get("inc", 0)),
+                           prob=values.get("p", 0.5), magnitude_max=values.get("mmax", 10.0))
+    if spec.magnitude_std > 100:
+        spec = RandAugmentSpec(**{**spec.__dict__, "magnitude_std": float("inf")})
+    if not (spec.num_layers >= 1 and 0 <= spec.prob <= 1 and 0 <= spec.magnitude <= spec.magnitude_max
+            and spec.magnitude_std >= 0):
+        raise ImnetError(f"auto_augment {text!r}: wants n >= 1, 0 <= p <= 1, 0 <= m <= mmax, mstd >= 0")
+    return spec
+
+
+@dataclass(frozen=True)
+class TrainAugment:
+    """What a train loader does to each image, the same on both backends:
+
+    * ``crop``: ``"classic"`` (shorter side to the resize size, random crop) or ``"rrc"``
+      (RandomResizedCrop, scale 0.08-1, ratio 3/4-4/3), then a horizontal flip with probability 0.5;
+    * ``interpolation`` of the crop's resize (and of RandAugment's geometric ops on the torch loader):
+      a resampler name, or ``"random"`` (bilinear or bicubic per image, as timm);
+    * ``auto_augment``: ``""`` (none), a timm RandAugment string (``"rand-m7-mstd0.5-inc1"``) or
+      ``"ta_wide"`` (TrivialAugmentWide, torchvision's policy);
+    * ``color_jitter``: brightness/contrast/saturation factors uniform in [1 - x, 1 + x], in a
+      random order (torchvision's ColorJitter); applied only without ``auto_augment``, timm's rule
+      (timm 0.6 and 1.0 both disable it when an auto-augment policy is given);
+    * random erasing (timm's ``RandomErasing`` on the normalized batch): ``reprob`` per image,
+      ``remode`` (``"const"`` zeros, ``"rand"`` one normal colour, ``"pixel"`` normal noise per pixel),
+      up to ``recount`` boxes of 2-33 % of the image in total, aspect 0.3-3.3.
+    """
+
+    crop: str = "classic"
+    interpolation: str = "bilinear"
+    auto_augment: str = ""
+    color_jitter: float = 0.0
+    reprob: float = 0.0
+    remode: str = "pixel"
+    recount: int = 1
+
+    def __post_init__(self) -> None:
+        if self.crop not in ("classic", "rrc"):
+            raise ImnetError(f"unknown augmentation {self.crop!r} (expected one of classic, rrc)")
+        if self.interpolation not in TRAIN_INTERPOLATIONS:
+            raise ImnetError(f"unknown train interpolation {self.interpolation!r} (expected one of "
+                             f"{', '.join(TRAIN_INTERPOLATIONS)})")
+        if self.auto_augment not in ("", "ta_wide"):
+            parse_rand_augment(self.auto_augment)
+        if not 0 <= self.color_jitter < 1:
+            raise ImnetError(f"color_jitter must be in [0, 1), got {self.color_jitter}")
+        if not 0 <= self.reprob <= 1:
+            raise ImnetError(f"reprob (random erasing probability) must be in [0, 1], got {self.reprob}")
+        if self.remode not in ERASE_MODES:
+            raise ImnetError(f"remode must be one of {', '.join(ERASE_MODES)}, got {self.remode!r}")
+        if self.recount < 1:
+            raise ImnetError(f"recount (random erasing boxes) must be at least 1, got {self.recount}")
+
+    @property
+    def rand_augment(self) -> RandAugmentSpec | None:
+        return parse_rand_augment(self.auto_augment) if self.auto_augment.startswith("rand") else None
+
+    @property
+    def jitter(self) -> float:
+        """The colour jitter actually applied: 0 when an auto-augment policy is on (timm's rule)."""
+        return 0.0 if self.auto_augment else self.color_jitter
+
+    @property
+    def per_image(self) -> bool:
+        """Whether anything beyond crop and flip runs per image (auto-augment or colour jitter)."""
+        return bool(self.auto_augment) or self.jitter > 0
+
+
+def fill_value(mean) -> int:
+    """The grey the geometric ops of RandAugment fill with: timm fills with the dataset mean per
+    channel (``round(255 * mean)``); DALI takes one value, their average."""
+    return int(round(sum(min(255, round(255 * m)) for m in mean) / len(mean)))

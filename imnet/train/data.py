@@ -26,23 +26,29 @@ def count_classes(data: Path) -> int:
 
 def build_loaders(data: Path, recipe: Recipe, model_cfg, img_size: int, ctx: DistContext, *,
                   loader: str, workers: int | None, seed: int, channels_last: bool = False):
-    """The run's (train loader, 1-crop val loader) at ``img_size``, sharded for ``ctx``'s rank, in
-    the memory format the model runs in. Each is built once and serves every epoch (DALI: one
-    pipeline each for the run; torch: persistent train workers, val workers per pass)."""
+    """The run's (train loader, 1-crop val loader), sharded for ``ctx``'s rank, in the memory format
+    the model runs in. The train loader crops ``recipe.train_img_size`` (else ``img_size``) with the
+    recipe's augmentation (crop, train interpolation, auto-augment or colour jitter, random
+    erasing); the val loader resizes to ``recipe.val_resize_size`` (else ``img_size / crop_pct``)
+    and takes the centre ``img_size`` crop with the model's interpolation. Each is built once and
+    serves every epoch (DALI: one pipeline each for the run; torch: persistent train workers, val
+    workers per pass)."""
     from imnet.data import build_eval_loader, build_train_loader
 
-    resize = recipe.resize_size or round(img_size / 0.875)
+    train_size = recipe.train_img_size or img_size
+    resize = recipe.resize_size or round(train_size / 0.875)
     common = dict(
-        interpolation=model_cfg.interpolation, mean=model_cfg.mean, std=model_cfg.std, workers=workers,
-        loader=loader, device=str(ctx.device), rank=ctx.rank, world_size=ctx.world_size,
-        channels_last=channels_last,
+        mean=model_cfg.mean, std=model_cfg.std, workers=workers, loader=loader, device=str(ctx.device),
+        rank=ctx.rank, world_size=ctx.world_size, channels_last=channels_last,
     )
     train_loader = build_train_loader(
-        data, crop_size=img_size, resize_size=resize, aug=recipe.aug, batch_size=recipe.batch_size,
-        seed=seed, **common,
+        data, crop_size=train_size, resize_size=resize, aug=recipe.aug, batch_size=recipe.batch_size,
+        seed=seed, interpolation=recipe.train_interpolation or model_cfg.interpolation,
+        auto_augment=recipe.auto_augment, color_jitter=recipe.color_jitter, reprob=recipe.reprob,
+        remode=recipe.remode, recount=recipe.recount, **common,
     )
     val_loader = build_eval_loader(
-        data, "val", crop_size=img_size, resize_size=round(img_size / model_cfg.crop_pct), crops=1,
-        batch_size=recipe.batch_size * 2, **common,
+        data, "val", crop_size=img_size, resize_size=recipe.val_resize_size or round(img_size / model_cfg.crop_pct),
+        crops=1, batch_size=recipe.batch_size * 2, interpolation=model_cfg.interpolation, **common,
     )
     return train_loader, val_loader

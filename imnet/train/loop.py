@@ -25,7 +25,7 @@ import io
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,8 +40,9 @@ from imnet.train.checkpoint import load_checkpoint, read_run_record, write_run_r
 from imnet.train.data import build_loaders, count_classes
 from imnet.train.epoch import StopRequest, train_epoch
 from imnet.train.parts import (amp_dtype, build_mixup_and_loss, build_optimizer, build_scheduler,
-                               global_lr, set_act_learn, uses_act_learn)
-from imnet.train.recipes import RECIPES, Recipe, act_learn_lambda, recipe_from_dict
+                               build_weight_decay_schedule, check_schedule, global_lr, model_kwargs,
+                               set_act_learn, uses_act_learn)
+from imnet.train.recipes import Recipe, act_learn_lambda, default_recipe, load_recipe, recipe_from_dict
 from imnet.train.runtime import refused_ops, resolve_device, seed_everything, set_determinism
 from imnet.train.state import Best, restore_last, save_best, save_last, write_deploy
 from imnet.train.step import TrainStep
@@ -61,6 +62,7 @@ class TrainingDiverged(ImnetError):
 class TrainConfig:
     """One training run: what to train (``arch``, ``data``, ``recipe``) and how to run it.
 
+    ``recipe`` None trains the arch's default recipe (its seed's published command, else classic).
     ``out`` is the run directory (default ``runs/<arch>-<UTC time>``). ``resume`` names a run
     directory to continue; its ``run.json`` then supplies arch, data, recipe and seed.
     ``stop_after_epochs`` / ``stop_after_updates`` end the run early as an interruption would (a
@@ -70,7 +72,7 @@ class TrainConfig:
     arch: str | None = None
     data: Path | None = None
     out: Path | None = None
-    recipe: Recipe = field(default_factory=lambda: RECIPES["classic"])
+    recipe: Recipe | None = None  # None: the arch's default recipe (imnet.train.recipes.default_recipe)
     loader: str = "auto"  # dali, torch or auto (see imnet.data)
     workers: int | None = None
     device: str = "auto"  # auto (cuda when present), cuda or cpu
@@ -162,8 +164,9 @@ class _Run:
             deterministic = bool(record.get("deterministic", False)) or config.deterministic
             channels_last = bool(record.get("channels_last", config.channels_last))
         else:
-            arch, data, recipe = config.arch, Path(config.data), config.recipe
+            arch, data, recipe = config.arch, Path(config.data), config.recipe or load_recipe(default_recipe(config.arch))
             seed, deterministic, channels_last = config.seed, config.deterministic, config.channels_last
+        check_schedule(recipe)
         self.run_dir, self.arch, self.data, self.recipe = run_dir, arch, data, recipe
         self.seed, self.channels_last = seed, channels_last
 
@@ -179,8 +182,13 @@ class _Run:
         # Same seed on every rank for the model's init (DDP broadcasts rank 0's anyway), then one
         # stream per rank so augmentation and mixup differ across ranks.
         seed_everything(seed)
-        build_kwargs = {"drop_rate": recipe.drop_rate} if recipe.drop_rate > 0 else {}
-        model = zoo.create_model(arch, num_classes=num_classes, **build_kwargs).to(self.device)
+        build_kwargs = model_kwargs(recipe)
+        try:
+            model = zoo.create_model(arch, num_classes=num_classes, **build_kwargs).to(self.device)
+        except TypeError as err:
+            if not build_kwargs:
+                raise
+            raise ImnetError(f"recipe {recipe.name!r}: {arch} does not take {', '.join(build_kwargs)} ({err})") from None
         init_from = None
         if record is None and config.init_from:
             from imnet.zoo.weights import initialise_from
@@ -215,6 +223,7 @@ class _Run:
 
         optimizer = build_optimizer(model, recipe, lr)
         scheduler = build_scheduler(optimizer, recipe, updates_per_epoch)
+        wd_schedule = build_weight_decay_schedule(optimizer, recipe, updates_per_epoch)
         mixup, criterion = build_mixup_and_loss(recipe, num_classes)
         if mixup is not None and recipe.batch_size % 2:
             raise ImnetError(f"recipe {recipe.name!r}: mixup/cutmix need an even --batch-size, got {recipe.batch_size}")
@@ -238,7 +247,8 @@ class _Run:
         self.step = TrainStep(model=model, net=net, ddp=ddp, optimizer=optimizer, scheduler=scheduler,
                               scaler=scaler, ema=ema, mixup=mixup, criterion=criterion, amp_dtype=dtype,
                               device=self.device, channels_last=channels_last, accum=accum,
-                              clip_grad=recipe.clip_grad, watch_determinism=deterministic)
+                              clip_grad=recipe.clip_grad, wd_schedule=wd_schedule,
+                              watch_determinism=deterministic)
         self.model, self.ema = model, ema
         self.train_loader, self.val_loader = train_loader, val_loader
         self.steps_per_epoch = steps_per_epoch

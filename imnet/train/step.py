@@ -1,6 +1,6 @@
 """One training step: forward under autocast, the loss, backward (scaled for fp16, DDP's gradient sync
 only on the micro-batch that updates), and every ``accum``-th step the optimizer update with clipping,
-the EMA update and the per-update scheduler step."""
+the scheduled weight decay, the EMA update and the per-update scheduler step."""
 from __future__ import annotations
 
 import warnings
@@ -33,6 +33,8 @@ class TrainStep:
     accum: int
     clip_grad: float | None
     num_updates: int = 0
+    # The recipe's weight-decay schedule (parts.WeightDecaySchedule), or None: constant weight decay
+    wd_schedule: object | None = None
     # With --deterministic: the ops torch warned about (no deterministic implementation) during
     # the steps up to the first update, which run every op a step runs; None until then.
     watch_determinism: bool = False
@@ -76,7 +78,10 @@ class TrainStep:
         return loss
 
     def update(self) -> None:
-        """The optimizer update: clip (after unscaling), step, zero the gradients, EMA, scheduler."""
+        """The optimizer update: clip (after unscaling), step (at the weight decay the schedule sets for
+        this update), zero the gradients, EMA, scheduler."""
+        if self.wd_schedule is not None:
+            self.wd_schedule(self.num_updates)
         if self.clip_grad:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad)

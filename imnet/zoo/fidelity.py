@@ -20,7 +20,8 @@ in the other order), so each zoo model with a reference is compared by what it c
 A reference is either a package (torch-resnet, torchvision, timm, bsconv: the reference model is
 built, seeded, and its state_dict loaded through the zoo model's ``checkpoint_filter_fn``) or a
 recording of the original code (:mod:`imnet.zoo.originals`: key names and shapes, trace and output
-fingerprint, made by ``scripts/record_zoo_originals.py`` from the original repositories). References
+fingerprint, recorded once from each original repository at the commit the file names, by running
+the original's constructor through :func:`trace_model` in a scratch checkout outside this repository). References
 are registered per model with :func:`register_reference`; :func:`check_function` runs one.
 """
 from __future__ import annotations
@@ -452,8 +453,8 @@ _ORIGINALS: dict[str, Any] | None = None
 
 
 def load_originals() -> dict[str, Any]:
-    """The recordings of the original code (``imnet/zoo/originals.json.gz``, written by
-    ``scripts/record_zoo_originals.py``): ``{"sources": ..., "models": {key: recording}}``."""
+    """The recordings of the original code (``imnet/zoo/originals.json.gz``: facts recorded
+    from the originals' repositories at the commits it names): ``{"sources": ..., "models": {key: recording}}``."""
     global _ORIGINALS
     if _ORIGINALS is None:
         import gzip
