@@ -1,12 +1,12 @@
 """imnet: ImageNet (ILSVRC2012) data prep, loaders, training and evaluation.
 
-Installed, only the name ``imnet`` enters site-packages: ``prep/`` and ``eval/`` at the repository root
-are mapped onto ``imnet.prep`` and ``imnet.eval`` with ``package_dir``.
+Installed, only the name ``imnet`` enters site-packages: ``prep/``, ``eval/`` and ``pack/`` at the
+repository root are mapped onto ``imnet.prep``, ``imnet.eval`` and ``imnet.pack`` with ``package_dir``.
 """
 from setuptools import find_packages, setup
 
 # Top-level source folders and the import names they install as.
-ROOTS = {"imnet": "imnet", "imnet.prep": "prep", "imnet.eval": "eval", "imnet.manifests": "manifests"}
+ROOTS = {"imnet": "imnet", "imnet.prep": "prep", "imnet.eval": "eval", "imnet.pack": "pack", "imnet.manifests": "manifests"}
 PACKAGES = dict(ROOTS)
 for name, folder in ROOTS.items():
     for sub in find_packages(folder):
@@ -35,6 +35,7 @@ setup(
         "click>=8",
         "matplotlib",
         "pyyaml",
+        "webdataset>=0.2.86",  # the torch loader's reader of packs (imnet pack), and timm's wds/ reader
     ],
     # torch-resnet and bsconv: independent references the zoo's fidelity tests compare with (their only
     # dependency is torch, already installed above; bsconv declares none).

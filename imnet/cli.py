@@ -200,6 +200,55 @@ def fake(out, classes, train_per_class, val, image_size, seed, no_quirks, layout
                    f"({sum(len(m) for m in sets.members.values())} images)")
 
 
+# --- pack: tar shards for clusters and fast training (issue 18) -------------------------------------
+
+
+@cli.command(context_settings={"show_default": True})
+@click.option("--data", type=click.Path(path_type=Path),
+              help="Tree prepared by `imnet prep` to pack (read only; must be complete and not being written).")
+@click.option("--from", "from_wds", type=click.Path(path_type=Path),
+              help="Instead of --data: a folder of the published timm/imagenet-1k-wds shards and their "
+                   "_info.json (counts and labels are checked, then repacked with imnet's index and records).")
+@click.option("--classes", type=click.Path(path_type=Path),
+              help="With --from: the class list, as a classes.tsv, a prepared tree or ILSVRC2012_devkit_t12.tar.gz "
+                   "[default: the 1000 ILSVRC2012 wnids shipped in manifests/, sorted].")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Folder of the pack (empty, or a pack imnet pack wrote); never inside the source.")
+@click.option("--only", type=click.Choice(["train", "val"]), default=None, help="Pack only this split.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=None,
+              help="Images per shard [default: the timm layout, 1024 train and 64 val shards; fewer for small "
+                   "splits, at least 256 images each].")
+@click.option("--seed", type=int, default=0, help="Seed of the global shuffle of train samples across shards (recorded).")
+@click.option("--max-side", type=click.IntRange(min=8), default=None,
+              help="Re-encode train images whose longer side exceeds N pixels to that size (others keep their "
+                   "bytes); e.g. 320 for training at 160-224 px.")
+@click.option("--quality", type=click.IntRange(1, 100), default=90, help="JPEG quality of re-encoded images.")
+@click.option("--resize-val", is_flag=True, help="Apply --max-side to val too (default: val keeps its original bytes).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Writer processes [default: CPU count].")
+@click.option("--redo", is_flag=True, help="Pack the chosen splits again even when complete (e.g. other settings).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def pack(data, from_wds, classes, out, only, shard_size, seed, max_side, quality, resize_val, workers, redo,
+         no_progress) -> None:
+    """Pack a prepared tree (or timm's published shards) into WebDataset tar shards in the
+    timm/imagenet-1k-wds layout, with DALI index files, SHA256SUMS and a record of the source; train
+    samples shuffled across shards. Resumable after a kill; one run per pack (PACK/.imnet-lock).
+    `imnet train/eval --data PACK` read it.
+
+    \b
+    imnet pack --data /data/imagenet --out /data/imagenet-pack
+    imnet pack --data /data/imagenet --out /data/in1k-320 --max-side 320 --quality 90
+    imnet pack --from /data/timm-imagenet-1k-wds --classes /data/imagenet --out /data/in1k-pack
+    """
+    from imnet.pack.resize import ResizeSettings
+    from imnet.pack.writer import PackOptions, format_summary, write_pack
+
+    summary = write_pack(PackOptions(
+        out=out, data=data, from_wds=from_wds, classes=classes, only=only, shard_size=shard_size, seed=seed,
+        resize=ResizeSettings(max_side, quality), resize_val=resize_val, workers=workers, redo=redo,
+        progress=not no_progress))
+    click.echo(format_summary(summary))
+
+
 # --- zoo (issue 4, 8) -------------------------------------------------------------------------------
 
 
@@ -592,9 +641,11 @@ def train(arch, data, out, recipe, overrides, epochs, batch_size, lr, aug, img_s
 @click.option("--threads", type=int, default=1,
               help="torch threads for training and eval (1 is robust on small shared CPUs; 0 = torch's default).")
 @click.option("--seed", type=int, default=0, help="Seed of the generated data and of training.")
+@click.option("--pack", "use_pack", is_flag=True,
+              help="Also pack the prepared tree (`imnet pack`, OUT/pack) and train and evaluate through the pack.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def demo(out, arch, classes, train_per_class, val_images, epochs, img_size, batch_size, workers, loader, threads,
-         seed, no_progress) -> None:
+         seed, use_pack, no_progress) -> None:
     """The whole pipeline on generated data, no ImageNet and no network needed.
 
     Generates fake ILSVRC2012 archives, prepares them (`imnet prep`), trains a small zoo model on CPU
@@ -607,7 +658,7 @@ def demo(out, arch, classes, train_per_class, val_images, epochs, img_size, batc
              "epochs": epochs, "img_size": img_size, "batch_size": batch_size}
     config = dataclasses.replace(
         defaults, out=out, workers=workers, loader=loader, threads=threads or None, seed=seed,
-        progress=not no_progress,
+        progress=not no_progress, pack=use_pack,
         **{k: v for k, v in given.items() if v is not None},
     )
     result = run_demo(config)

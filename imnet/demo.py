@@ -5,7 +5,8 @@ with the same settings finished it (everything lives under ``--out``):
 
 1. ``OUT/archives``: fake ILSVRC2012 archives in the official formats (:func:`imnet.testing.fake_ilsvrc`),
    generated into a temp folder and renamed when complete;
-2. ``OUT/imagenet``: ``imnet prep`` of those archives (resumable itself);
+2. ``OUT/imagenet``: ``imnet prep`` of those archives (resumable itself); with ``--pack`` also
+   ``OUT/pack``: ``imnet pack`` of that tree, which training and eval then read;
 3. ``OUT/run``: ``imnet train`` of a small CIFAR-style zoo model (resumed when interrupted, reused
    when finished);
 4. ``OUT/eval``: ``imnet eval`` of the run with 1, 5 and 10 crops and ReaL labels (the store skips a
@@ -46,12 +47,18 @@ class DemoConfig:
     threads: int | None = 1
     seed: int = 0
     progress: bool = True
+    # Train and evaluate through a pack of the prepared tree (OUT/pack, `imnet pack`) instead of the tree.
+    pack: bool = False
 
     def identity(self) -> dict:
         """The settings that decide the demo's results (not how it runs): reuse needs them equal."""
         keep = ("arch", "classes", "train_per_class", "val_images", "image_size", "img_size", "epochs",
                 "batch_size", "seed")
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items() if k in keep}
+        identity = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
+                    if k in keep}
+        if self.pack:  # only when set, so demo folders made before packs existed stay reusable
+            identity["pack"] = True
+        return identity
 
 
 @dataclass
@@ -130,6 +137,19 @@ def prepare_tree(config: DemoConfig, archives: Path) -> Path:
     return data
 
 
+def pack_tree(config: DemoConfig, tree: Path) -> Path:
+    """Step 2b (``--pack``): ``imnet pack`` of the prepared tree into ``OUT/pack`` (reused when complete)."""
+    from imnet.pack.writer import PackOptions, write_pack
+
+    out = Path(config.out) / "pack"
+    t0 = time.perf_counter()
+    summary = write_pack(PackOptions(out=out, data=tree, shard_size=256, seed=config.seed, progress=config.progress))
+    splits = ", ".join(f"{name} {info['status']} ({info['images']} images, {info['shards']} shards)"
+                       for name, info in summary["splits"].items())
+    _say(f"pack: {splits} in {out} [{time.perf_counter() - t0:.1f}s]")
+    return out
+
+
 def train_model(config: DemoConfig, data: Path) -> Path:
     """Step 3: train ``config.arch`` into ``OUT/run``: reused when finished, resumed when interrupted."""
     from imnet.train import TrainConfig, load_recipe, read_run_record, train
@@ -188,6 +208,8 @@ def _run_steps(config: DemoConfig) -> DemoResult:
     _check_out(config)
     archives = make_archives(config)
     data = prepare_tree(config, archives)
+    if config.pack:
+        data = pack_tree(config, data)
     run_dir = train_model(config, data)
     summary = evaluate_run(config, data, run_dir, archives / "real.json")
     reports = summary.reports

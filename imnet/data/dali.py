@@ -78,6 +78,40 @@ def read_files(source):
     return fn.io.file.read(paths), positions
 
 
+READER = "Reader"
+
+
+class PackReader:
+    """What a pack's pipeline reads: DALI's own ``fn.readers.webdataset`` over the split's shards and
+    their index files, sharded by rank (``shard_id=rank``, ``num_shards=world_size``: contiguous
+    ranges of samples, :mod:`imnet.data.packsplit`). Eval: in order, each rank its range, the last
+    batch padded (the iterator drops the padding). Train: ``shuffle_after_epoch`` (a new order of
+    the shards every epoch, the same on every rank from ``seed``: a fresh partition) and
+    ``random_shuffle`` through a buffer of ``shuffle_buffer`` samples."""
+
+    def __init__(self, tars: list[str], indexes: list[str], rank: int, world_size: int, train: bool,
+                 seed: int = 0, shuffle_buffer: int = 1024) -> None:
+        self.tars, self.indexes = tars, indexes
+        self.rank, self.world_size, self.train = rank, world_size, train
+        self.seed, self.shuffle_buffer = seed, shuffle_buffer
+
+    def read(self):
+        """(encoded images, ``.cls`` bytes zero-padded to the batch's longest) as DALI nodes."""
+        order = (dict(random_shuffle=True, initial_fill=self.shuffle_buffer, shuffle_after_epoch=True,
+                      shuffle_after_epoch_seed=self.seed % 2**31) if self.train
+                 else dict(random_shuffle=False, stick_to_shard=True, pad_last_batch=True))
+        encoded, cls = fn.readers.webdataset(paths=self.tars, index_paths=self.indexes, ext=["jpg", "cls"],
+                                             missing_component_behavior="error", shard_id=self.rank,
+                                             num_shards=self.world_size, name=READER, **order)
+        return encoded, fn.pad(cls, fill_value=0)
+
+
+def read_samples(source):
+    """The pipeline's input: a pack's reader (encoded images, ``.cls`` bytes), or the external source
+    of a tree's paths (encoded images, list positions)."""
+    return source.read() if isinstance(source, PackReader) else read_files(source)
+
+
 def resize_shorter(images, resize_size: int, interp):
     """Resize so the shorter side is ``resize_size`` and the longer ``resize_size * long // short``.
 
@@ -125,7 +159,7 @@ def eval_pipeline(source, decoder: str, resize_size: int, crop_size: int, crops:
     Outputs ``(crops, 3, crop_size, crop_size)`` normalized images (``(crops, crop_size, crop_size,
     3)`` with ``channels_last``) and the list position per sample.
     """
-    encoded, position = read_files(source)
+    encoded, position = read_samples(source)
     images = decode(encoded, decoder, hw_decoder_load)
     interp = getattr(types, INTERPOLATIONS[interpolation][1])
     images, height, width = resize_shorter(images, resize_size, interp)
@@ -171,7 +205,7 @@ def train_pipeline(source, decoder: str, augment: TrainAugment, resize_size: int
     Outputs ``(3, crop_size, crop_size)`` images (``(crop_size, crop_size, 3)`` with
     ``channels_last``) and the list position per sample.
     """
-    encoded, position = read_files(source)
+    encoded, position = read_samples(source)
     interp = _train_interp(augment.interpolation)
     flip = fn.random.coin_flip(probability=0.5)
     if augment.crop == "rrc":

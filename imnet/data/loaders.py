@@ -1,6 +1,8 @@
 """The loaders' builders: backend choice, default resources, then a backend's loader.
 
-``build_eval_loader`` / ``build_train_loader`` (signatures in docs/INTERFACES.md) return a DALI
+``build_eval_loader`` / ``build_train_loader`` (signatures in docs/INTERFACES.md) read a prepared
+tree or a pack (``imnet pack``: :mod:`imnet.data.packsplit`, read by DALI's webdataset reader or the
+``webdataset`` package; the same pipelines after the reader) and return a DALI
 loader (``"dali-gpu"`` with nvJPEG decoding on ``device="cuda"``, ``"dali-cpu"`` otherwise) or the
 torchvision + PIL fallback (``"torch"``). ``loader="auto"`` takes the torch loader on the CPU (it
 is ~1.6x DALI-CPU per core, benchmarks/RESULTS.md) and DALI on a GPU when it imports and runs a
@@ -16,7 +18,8 @@ from typing import Sequence
 
 from imnet.data.base import (EpochOrder, EvalBatch, EvalLoader, Normalization, TrainLoader,  # noqa: F401
                              torch_device)
-from imnet.data.filelist import check_rank, read_split, shard_range
+from imnet.data.filelist import check_rank, shard_range
+from imnet.data.packsplit import PackSplit, read_split
 from imnet.data.resources import default_workers  # noqa: F401  (re-exported)
 from imnet.data.resources import loader_resources
 from imnet.data.screen import SkipRecorded, screen_eval, screen_train
@@ -52,7 +55,13 @@ def build_eval_loader(data: Path, split: str = "val", *, crop_size: int, resize_
     norm = Normalization(_triple(mean, "mean"), _triple(std, "std"), fp16)
     backend = choose_loader(loader, device)
     skip = screen_eval(table, shard, skip_bad, backend)  # images the tree records as undecodable
-    if backend == "dali":
+    if isinstance(table, PackSplit):  # a pack: the readers of its shards, the same pipelines
+        built = _pack_eval_loader(table, shard, backend, crop_size=crop_size, resize_size=resize_size,
+                                  interpolation=interpolation, norm=norm, crops=crops, batch_size=batch_size,
+                                  workers=workers, device=device, rank=rank, world_size=world_size,
+                                  skip_bad=skip_bad or bool(skip), channels_last=channels_last,
+                                  persistent_workers=persistent_workers)
+    elif backend == "dali":
         from imnet.data.dali import DaliEvalLoader, decoder_for
 
         threads = _default_threads(workers, "dali-gpu" if decoder_for(device)[0] == "mixed" else "dali-cpu")
@@ -101,6 +110,8 @@ def build_train_loader(data: Path, *, crop_size: int = 224, resize_size: int = 2
                    channels_last=channels_last)
     backend = choose_loader(loader, device)
     table = screen_train(table, backend)  # without the images the tree records as undecodable
+    if isinstance(table, PackSplit):  # a pack: the readers of its shards, the same pipelines
+        return _pack_train_loader(table, backend, workers, **options)
     if backend == "dali":
         from imnet.data.dali import DaliTrainLoader, decoder_for
 
@@ -109,6 +120,39 @@ def build_train_loader(data: Path, *, crop_size: int = 224, resize_size: int = 2
     from imnet.data.torch_loader import TorchTrainLoader
 
     return TorchTrainLoader(table, workers=_default_threads(workers, "torch"), **options)
+
+
+def _pack_eval_loader(table: PackSplit, shard: range, backend: str, *, workers: int | None, world_size: int,
+                      persistent_workers: bool, **options) -> EvalLoader:
+    """The eval loader of a pack: DALI's webdataset reader, or the torch loader's reader."""
+    if backend == "dali" and len(table) != table.shards.num_samples:
+        # DALI's reader shards the whole split; the first `limit` images are the torch reader's job
+        _announce("imnet: loader: torch (--limit on a pack: DALI's webdataset reader reads whole splits)")
+        backend = "torch"
+    if backend == "dali":
+        from imnet.data.dali import decoder_for
+        from imnet.data.dali_pack import DaliPackEvalLoader
+
+        threads = _default_threads(workers, "dali-gpu" if decoder_for(options["device"])[0] == "mixed" else "dali-cpu")
+        return DaliPackEvalLoader(table, shard, threads=threads, world_size=world_size, **options)
+    from imnet.data.torch_pack import TorchPackEvalLoader
+
+    options.pop("rank")
+    return TorchPackEvalLoader(table, shard, workers=_default_threads(workers, "torch"),
+                               persistent=persistent_workers, **options)
+
+
+def _pack_train_loader(table: PackSplit, backend: str, workers: int | None, **options) -> TrainLoader:
+    """The train loader of a pack (see :func:`_pack_eval_loader`)."""
+    if backend == "dali":
+        from imnet.data.dali import decoder_for
+        from imnet.data.dali_pack import DaliPackTrainLoader
+
+        threads = _default_threads(workers, "dali-gpu" if decoder_for(options["device"])[0] == "mixed" else "dali-cpu")
+        return DaliPackTrainLoader(table, threads=threads, **options)
+    from imnet.data.torch_pack import TorchPackTrainLoader
+
+    return TorchPackTrainLoader(table, workers=_default_threads(workers, "torch"), **options)
 
 
 def _default_threads(workers: int | None, backend: str) -> int:

@@ -30,6 +30,11 @@ def recorded_bad(split: SplitList) -> tuple[bool, dict[int, tuple[str, bool]]]:
     there are any."""
     from imnet.prep.verify import recorded_undecodable
 
+    shards = getattr(split, "shards", None)
+    if shards is not None:  # a pack: what its source recorded (imnet pack keeps such val images, acknowledged)
+        bad = {int(item["position"]): (item.get("reason", "does not decode"), True)
+               for item in shards.record.get("undecodable", []) if int(item["position"]) < len(split)}
+        return bool(shards.record.get("decode_checked")), bad
     checked, bad = recorded_undecodable(split.root.parent, split.root.name)
     if not bad:
         return checked, {}
@@ -40,7 +45,12 @@ def recorded_bad(split: SplitList) -> tuple[bool, dict[int, tuple[str, bool]]]:
 
 def _note_unchecked(split: SplitList, backend: str) -> None:
     key = (str(split.root), backend)
-    if backend == "dali" and key not in _NOTED:
+    if backend == "dali" and key not in _NOTED and getattr(split, "shards", None) is not None:
+        _NOTED.add(key)
+        print(f"imnet: note: the pack {split.root} records no decode check of its {split.list_path.stem} split's "
+              f"source (published shards, or a tree without an imnet prep record): DALI decodes corrupt JPEG data "
+              f"with warnings only; `--loader torch` refuses such files", file=sys.stderr)
+    elif backend == "dali" and key not in _NOTED:
         _NOTED.add(key)
         print(f"imnet: note: {split.root.parent / 'meta' / 'prep.json'} records no decode check of the "
               f"{split.root.name} split (a tree from another tool or an older imnet prep): DALI decodes corrupt "

@@ -76,11 +76,14 @@ class EvalDataset(Dataset):
 
     def __getitem__(self, i: int) -> Item:
         position = self.positions[i]
+        return self.crops_of(self.split.path(position), position)
+
+    def crops_of(self, source, position: int) -> Item:
+        """The crops of the image in ``source`` (a path, or a file object holding its bytes: a pack)."""
         # One crop: resize only the centre box (same pixels, less work); 5 or 10 need it all.
         window = self._centre if self.crops == 1 else None
         try:
-            image = decode_resized(self.split.path(position), self.resize_size, self.interpolation,
-                                   window=window)
+            image = decode_resized(source, self.resize_size, self.interpolation, window=window)
         except FileNotFoundError:
             return None, position, "file not found"
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
@@ -128,7 +131,10 @@ class TrainDataset(Dataset):
         return top, left, self.crop_size
 
     def __getitem__(self, position: int) -> Item:
-        path = self.split.path(position)
+        return self.augmented(self.split.path(position), position)
+
+    def augmented(self, path, position: int) -> Item:
+        """The augmented image in ``path`` (a path, or a file object holding its bytes: a pack)."""
         try:
             if self.aug == "rrc":  # no draft: a small random window must keep full resolution
                 image = decode_rgb(path)
