@@ -20,7 +20,6 @@ the other sets' folders are wnids, located among the sorted wnids.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -40,13 +39,11 @@ import imnet
 from imnet.errors import ImnetError
 from imnet.prep.checksum import HashingReader, check_digest
 from imnet.prep.extract import SKIP_CHECKS_ENV, UnitResult, write_images
-from imnet.prep.layout import (TreeLayout, WriteError, atomic_write_lines, blocks_for, check_disk_space,
-                               ensure_writable_dir, free_space, fsync_dir, read_prep_json, split_is_complete,
-                               temp_path, write_error)
+from imnet.prep.layout import (TreeLayout, atomic_write_lines, blocks_for, check_disk_space,
+                               ensure_writable_dir, free_space, read_prep_json, split_is_complete)
 from imnet.prep.manifests import ClassInfo, read_classes, write_classes, write_file_list
 from imnet.prep.owner import WNID, check_owned
 from imnet.prep.sets import EVAL_SET_NAMES, EVAL_SETS, EvalSetSpec, published_facts, published_md5s
-from imnet.prep.verify import quick_check
 
 CHUNK_FILES = 256
 CHUNK_BYTES = 32 << 20
@@ -359,25 +356,14 @@ def write_set_record(layout: TreeLayout, name: str, set_record: dict) -> None:
     """Add the set's completion record to ``prep.json`` (temp file, fsync, rename: written last)."""
     from PIL import __version__ as pil_version
 
-    from imnet.prep.pipeline import _crash_point
+    from imnet.prep.pipeline import commit_record
 
     record = read_prep_json(layout)
     record["format"] = 1
     record["imnet_version"] = imnet.__version__
     record["versions"] = {"python": platform.python_version(), "PIL": pil_version}
     record["splits"][name] = set_record
-    tmp = temp_path(layout.prep_json)
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, indent=1, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        _crash_point(f"{name}:record-temp")
-        os.replace(tmp, layout.prep_json)
-        fsync_dir(layout.meta)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise write_error(layout.prep_json, err) from err
+    commit_record(layout, record, name)
 
 
 def prepare_set(spec: EvalSetSpec, archive: Path, md5: str | None, md5_from: str, classes: list[ClassInfo],
@@ -386,8 +372,7 @@ def prepare_set(spec: EvalSetSpec, archive: Path, md5: str | None, md5_from: str
     list and completion record. Returns the record. A bad archive (a refused member, a checksum
     mismatch, missing classes) leaves nothing of the set behind; a write error, a dead worker or
     SIGTERM keeps the journal, so the same command resumes."""
-    from imnet.prep.pipeline import (_SIGNALS, Terminated, WorkerDied, _archive_identity, _crash_point,
-                                     discard_split, open_journal)
+    from imnet.prep.pipeline import _SIGNALS, _archive_identity, _crash_point, all_hashed, kept_or_discarded, open_journal
 
     name = spec.name
     started = time.time()
@@ -415,7 +400,7 @@ def prepare_set(spec: EvalSetSpec, archive: Path, md5: str | None, md5_from: str
         state["bytes"] = 0
         state["number"] += 1
 
-    try:
+    with kept_or_discarded(name, "chunks", layout, name, journal, workers, bar):
         with HashingReader(archive, on_read=bar.update, threaded=True, sha256=True) as reader:
             workers.reader = None  # whole members travel by pipe: no shared buffer to guard
             for member, is_dir, data in iter_members(spec, reader, archive):
@@ -445,26 +430,7 @@ def prepare_set(spec: EvalSetSpec, archive: Path, md5: str | None, md5_from: str
             for rel, _ in result.files:
                 per_class.setdefault(rel.split("/", 1)[0], {"images": 0})["images"] += 1
         _check_contents(spec, archive, per_class, classes, official)
-    except (WorkerDied, WriteError, Terminated) as err:
-        workers.abandon()  # the journal keeps the finished chunks: a re-run resumes
-        bar.close()
-        journal.close()
-        kept = f"{len(journal.done)} finished chunks of {name} images"
-        if isinstance(err, Terminated):
-            raise Terminated(f"terminated by {err} while preparing {name}; {kept} are kept in {journal.path}: "
-                             f"run the same command again to resume", err.signum) from None
-        raise type(err)(f"{err} [{kept} are kept in {journal.path}]") from err
-    except ImnetError as err:
-        bar.close()
-        journal.close()
-        workers.close()  # stop writers still in flight before removing what they wrote
-        discard_split(layout, name)
-        raise ImnetError(f"{err} [nothing of {name} was kept]") from err
-    finally:
-        bar.close()
-        journal.close()
-    hashed = all(len(r.sha256) == 32 * len(r.files) for r in results) and \
-        "hash" not in os.environ.get(SKIP_CHECKS_ENV, "")
+    hashed = all_hashed(results)
     record, entries = _set_record(spec, archive, digest, sha256, md5_from, official, classes, results, started,
                                   workers.workers, hashed, journal.created_dir)
     with _SIGNALS.protected():
@@ -498,7 +464,8 @@ def prepare_eval_sets(src: Path, layout: TreeLayout, sets: list[str], checksums:
                       summary: dict) -> None:
     """Prepare (or check, or re-verify) the eval sets ``sets`` of the tree, adding a line per set to
     ``summary["splits"]``. Runs under the tree's lock, after the ILSVRC2012 splits of the same run."""
-    from imnet.prep.pipeline import _identity_mismatch, _report_bad, _reverify, _Workers, discard_split, read_journal
+    from imnet.prep.pipeline import (_identity_mismatch, _reverify, _Workers, discard_split, prepared_line,
+                                     read_journal, still_complete)
 
     if not sets:
         return
@@ -518,18 +485,9 @@ def prepare_eval_sets(src: Path, layout: TreeLayout, sets: list[str], checksums:
                 raise ImnetError(f"{mismatch}: a different archive. Prepare {name} again from --src with --redo, "
                                  f"or choose another --dst")
             if not redo:
-                problems = quick_check(layout, name, set_record, scans[name].counts)
-                if not problems:
-                    layout.journal(name).unlink(missing_ok=True)
-                    if reverify:
-                        _reverify(name, Path(src), layout, set_record, progress)
-                    bad = _report_bad(layout, name, set_record)
-                    summary["splits"][name] = {"status": "reverified" if reverify else "already prepared",
-                                               "images": set_record["images"], "bytes": set_record["bytes"],
-                                               "repaired": len(set_record["repaired"]), "undecodable": bad,
-                                               "seconds": 0.0}
+                again = (lambda: _reverify(name, Path(src), layout, set_record, progress)) if reverify else None
+                if still_complete(layout, name, set_record, scans[name].counts, again, summary):
                     continue
-                print(f"imnet prep: {name} was marked complete but {problems[0]}; preparing it again", file=sys.stderr)
             else:
                 print(f"imnet prep: --redo: preparing {name} again", file=sys.stderr)
             discard.append(name)
@@ -575,10 +533,8 @@ def prepare_eval_sets(src: Path, layout: TreeLayout, sets: list[str], checksums:
             set_record = prepare_set(spec, Path(src) / spec.archive, md5, md5_from or "", classes, from_devkit,
                                      layout, pool, progress)
             from_devkit = False
-            bad = _report_bad(layout, name, set_record)
-            summary["splits"][name] = {
-                "status": "prepared", "images": set_record["images"], "bytes": set_record["bytes"],
-                "repaired": len(set_record["repaired"]), "undecodable": bad, "seconds": set_record["seconds"],
-                "note": "" if md5 is not None else "no published checksum: MD5 and SHA-256 recorded"}
+            summary["splits"][name] = dict(prepared_line(layout, name, set_record),
+                                           note="" if md5 is not None else "no published checksum: MD5 and "
+                                                                           "SHA-256 recorded")
     finally:
         pool.close()

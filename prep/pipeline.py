@@ -427,6 +427,74 @@ def open_journal(layout: TreeLayout, split: str, identity: dict) -> Journal:
     return Journal(layout.journal(split), dict(identity, created_dir=made), done)
 
 
+def all_hashed(results: list[UnitResult]) -> bool:
+    """Whether every image of ``results`` has its SHA-256 (a test can switch the hashing off)."""
+    return all(len(r.sha256) == 32 * len(r.files) for r in results) and \
+        "hash" not in os.environ.get(SKIP_CHECKS_ENV, "")
+
+
+@contextlib.contextmanager
+def kept_or_discarded(what: str, units: str, layout: TreeLayout, split: str, journal: Journal, workers,
+                      bar, also: tuple = ()):
+    """Around a split's read-and-write pass (``what``: "the train split", "imagenet-a"): a write
+    error, a dead worker, SIGTERM (or the ``also`` faults) keep the journal's finished ``units`` so
+    the same command resumes, and say so; any other error is about the input, so everything of the
+    split is discarded first and the error says nothing was kept."""
+    try:
+        yield
+    except (WorkerDied, WriteError, Terminated, *also) as err:
+        workers.abandon()  # the journal keeps the finished units: a re-run resumes
+        bar.close()
+        journal.close()
+        kept = f"{len(journal.done)} finished {units}"
+        if isinstance(err, Terminated):
+            raise Terminated(f"terminated by {err} while preparing {what}; {kept} are kept in "
+                             f"{journal.path}: run the same command again to resume", err.signum) from None
+        raise type(err)(f"{err} [{kept} of {what} are kept in {journal.path}]") from err
+    except ImnetError as err:
+        bar.close()
+        journal.close()
+        workers.close()  # stop writers still in flight before removing what they wrote
+        discard_split(layout, split)
+        raise ImnetError(f"{err} [nothing of {what} was kept]") from err
+    finally:
+        bar.close()
+        journal.close()
+
+
+def prepared_line(layout: TreeLayout, split: str, split_record: dict) -> dict:
+    """The summary's entry for a split this run prepared (its undecodable images said on stderr)."""
+    return {"status": "prepared", "images": split_record["images"], "bytes": split_record["bytes"],
+            "repaired": len(split_record["repaired"]), "undecodable": _report_bad(layout, split, split_record),
+            "seconds": split_record["seconds"]}
+
+
+def warn_undecodable(dst: Path, summary: dict) -> None:
+    """After a run: what follows from undecodable images in any split of the summary."""
+    if any(info.get("undecodable") for info in summary["splits"].values()):
+        print(f"imnet prep: `imnet verify --data {dst}` fails until the undecodable images are repaired or "
+              f"acknowledged (`imnet verify --data {dst} --acknowledge-bad`); the loaders refuse them "
+              f"(`imnet eval --skip-bad` skips them)", file=sys.stderr)
+
+
+def still_complete(layout: TreeLayout, split: str, split_record: dict, counts, reverify, summary: dict) -> bool:
+    """A split recorded complete: when its files still match the record (counts, sizes), its line goes
+    to ``summary`` (after ``reverify()``, re-reading its input, when given) and True says it is done;
+    otherwise it says so on stderr and returns False, to be prepared again."""
+    problems = quick_check(layout, split, split_record, counts)
+    if problems:
+        print(f"imnet prep: {split} was marked complete but {problems[0]}; preparing it again", file=sys.stderr)
+        return False
+    layout.journal(split).unlink(missing_ok=True)  # left when a run was killed between the record and the clean-up
+    if reverify is not None:
+        reverify()
+    bad = _report_bad(layout, split, split_record)
+    summary["splits"][split] = {"status": "reverified" if reverify is not None else "already prepared",
+                                "images": split_record["images"], "bytes": split_record["bytes"],
+                                "repaired": len(split_record["repaired"]), "undecodable": bad, "seconds": 0.0}
+    return True
+
+
 def _official(archive: Path, md5: str | None) -> dict | None:
     """The manifest's facts about ``archive`` when it is the official one (its expected md5 is the
     official md5), else None."""
@@ -611,6 +679,12 @@ def write_split_record(layout: TreeLayout, split: str, split_record: dict, devki
                             "val_images": len(devkit.val_class_indices)}
     record.update(top or {})
     record["splits"][split] = split_record
+    commit_record(layout, record, split)
+
+
+def commit_record(layout: TreeLayout, record: dict, split: str) -> None:
+    """Write ``prep.json`` whole (temp file, fsync, rename, fsync of meta/): the step that makes
+    ``split`` complete, so it is the last one and survives a crash of prep."""
     tmp = temp_path(layout.prep_json)
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
@@ -636,7 +710,8 @@ def prepare_split(split: str, archive: Path, md5: str, checksums_name: str, devk
     size = archive.stat().st_size
     bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=f"prep {split}",
                file=sys.stderr, disable=not progress, dynamic_ncols=True)
-    try:
+    units = "class tars" if split == "train" else "chunks of val images"
+    with kept_or_discarded(f"the {split} split", units, layout, split, journal, workers, bar):
         with HashingReader(archive, on_read=bar.update, threaded=True) as reader:
             workers.reader = reader
             stream = _stream_train if split == "train" else _stream_val
@@ -645,27 +720,8 @@ def prepare_split(split: str, archive: Path, md5: str, checksums_name: str, devk
             digest = reader.hexdigest()
             workers.reader = None
         check_digest(archive, digest, md5, checksums_name)
-    except (WorkerDied, WriteError, Terminated) as err:
-        workers.abandon()  # the journal keeps the finished units: a re-run resumes
-        bar.close()
-        journal.close()
-        kept = f"{len(journal.done)} finished {'class tars' if split == 'train' else 'chunks of val images'}"
-        if isinstance(err, Terminated):
-            raise Terminated(f"terminated by {err} while preparing the {split} split; {kept} are kept in "
-                             f"{journal.path}: run the same command again to resume", err.signum) from None
-        raise type(err)(f"{err} [{kept} of the {split} split are kept in {journal.path}]") from err
-    except ImnetError as err:
-        bar.close()
-        journal.close()
-        workers.close()  # stop writers still in flight before removing what they wrote
-        discard_split(layout, split)
-        raise ImnetError(f"{err} [nothing of the {split} split was kept]") from err
-    finally:
-        bar.close()
-        journal.close()
     results = sorted(journal.done.values(), key=lambda r: r.unit)
-    hashed = all(len(r.sha256) == 32 * len(r.files) for r in results) and \
-        "hash" not in os.environ.get(SKIP_CHECKS_ENV, "")
+    hashed = all_hashed(results)
     record, entries = _split_record(split, archive.name, archive.stat().st_size, digest, devkit.classes, results,
                                     started, workers.workers, hashed, journal.created_dir)
     with _SIGNALS.protected():
@@ -854,6 +910,7 @@ def prepare(src: Path, dst: Path, checksums: Path | None = None, only: str | lis
             summary = _prepare_locked(src, layout, splits, md5s, checksums_name, workers, reverify, progress,
                                       redo, t0)
             prepare_eval_sets(src, layout, sets, md5s, checksums_name, workers, reverify, progress, redo, summary)
+            warn_undecodable(dst, summary)
             summary["seconds"] = round(time.time() - t0, 3)
             return summary
         except Terminated as err:
@@ -881,20 +938,9 @@ def _prepare_locked(src: Path, layout: TreeLayout, splits: list[str], md5s: dict
                 raise ImnetError(f"{mismatch}: a different archive. Prepare the split again from --src with "
                                  f"--redo, or choose another --dst")
             if not redo:
-                problems = quick_check(layout, split, split_record, scans[split].counts)
-                if not problems:
-                    # Left over when a run was killed between the record and the clean-up.
-                    layout.journal(split).unlink(missing_ok=True)
-                    if reverify:
-                        _reverify(split, src, layout, split_record, progress)
-                    bad = _report_bad(layout, split, split_record)
-                    summary["splits"][split] = {"status": "reverified" if reverify else "already prepared",
-                                                "images": split_record["images"], "bytes": split_record["bytes"],
-                                                "repaired": len(split_record["repaired"]), "undecodable": bad,
-                                                "seconds": 0.0}
+                again = (lambda: _reverify(split, src, layout, split_record, progress)) if reverify else None
+                if still_complete(layout, split, split_record, scans[split].counts, again, summary):
                     continue
-                print(f"imnet prep: {split} was marked complete but {problems[0]}; preparing it again",
-                      file=sys.stderr)
             else:
                 print(f"imnet prep: --redo: preparing the {split} split again", file=sys.stderr)
             discard.append(split)
@@ -935,16 +981,9 @@ def _prepare_locked(src: Path, layout: TreeLayout, splits: list[str], md5s: dict
         for split in todo:
             split_record = prepare_split(split, archives[split], expected[split], checksums_name, devkit,
                                          layout, pool, progress)
-            bad = _report_bad(layout, split, split_record)
-            summary["splits"][split] = {"status": "prepared", "images": split_record["images"],
-                                        "bytes": split_record["bytes"], "repaired": len(split_record["repaired"]),
-                                        "undecodable": bad, "seconds": split_record["seconds"]}
+            summary["splits"][split] = prepared_line(layout, split, split_record)
     finally:
         pool.close()
-    if any(info["undecodable"] for info in summary["splits"].values()):
-        print(f"imnet prep: `imnet verify --data {dst}` fails until the undecodable images are repaired or "
-              f"acknowledged (`imnet verify --data {dst} --acknowledge-bad`); the loaders refuse them "
-              f"(`imnet eval --skip-bad` skips them)", file=sys.stderr)
     summary["seconds"] = round(time.time() - t0, 3)
     return summary
 

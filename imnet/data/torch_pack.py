@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import random
-from itertools import islice
 from typing import Iterator
 
 import torch

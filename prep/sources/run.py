@@ -21,10 +21,9 @@ from tqdm import tqdm
 
 from imnet.errors import ImnetError
 from imnet.prep.devkit import Devkit, parse_devkit
-from imnet.prep.extract import SKIP_CHECKS_ENV, UnitResult
+from imnet.prep.extract import UnitResult
 from imnet.prep.layout import (
     TreeLayout,
-    WriteError,
     atomic_write_lines,
     blocks_for,
     check_disk_space,
@@ -43,9 +42,12 @@ from imnet.prep.pipeline import (
     META_BYTES_PER_IMAGE,
     _SIGNALS,
     Terminated,
-    WorkerDied,
     _crash_point,
-    _report_bad,
+    all_hashed,
+    kept_or_discarded,
+    prepared_line,
+    warn_undecodable,
+    still_complete,
     _split_record,
     _Workers,
     discard_split,
@@ -55,7 +57,7 @@ from imnet.prep.pipeline import (
 )
 from imnet.prep.sources.base import VAL_PER_CLASS, ClassList, Source, SplitPlan, official_counts
 from imnet.prep.sources.work import ReadError
-from imnet.prep.verify import check_hashes, quick_check, verify_split
+from imnet.prep.verify import check_hashes, verify_split
 
 MEAN_IMAGE_BYTES = 110_000.0  # ILSVRC2012's mean JPEG size, when a stream's first members cannot be sampled
 
@@ -126,19 +128,9 @@ def _prepare_locked(source: Source, layout: TreeLayout, splits: list[str], devki
                                  f"{split_record.get('archive')}, not from these files: a different input. Prepare "
                                  f"the split again with --redo, or choose another --dst")
             if not redo:
-                problems = quick_check(layout, split, split_record, scans[split].counts)
-                if not problems:
-                    layout.journal(split).unlink(missing_ok=True)
-                    if reverify:
-                        _reverify(split, plan, layout, split_record, progress)
-                    bad = _report_bad(layout, split, split_record)
-                    summary["splits"][split] = {"status": "reverified" if reverify else "already prepared",
-                                                "images": split_record["images"], "bytes": split_record["bytes"],
-                                                "repaired": len(split_record["repaired"]), "undecodable": bad,
-                                                "seconds": 0.0}
+                again = (lambda: _reverify(split, plan, layout, split_record, progress)) if reverify else None
+                if still_complete(layout, split, split_record, scans[split].counts, again, summary):
                     continue
-                print(f"imnet prep: {split} was marked complete but {problems[0]}; preparing it again",
-                      file=sys.stderr)
             else:
                 print(f"imnet prep: --redo: preparing the {split} split again", file=sys.stderr)
             discard.append(split)
@@ -168,16 +160,10 @@ def _prepare_locked(source: Source, layout: TreeLayout, splits: list[str], devki
     try:
         for split in todo:
             split_record = prepare_source_split(plans[split], classes, source, layout, pool, progress)
-            bad = _report_bad(layout, split, split_record)
-            summary["splits"][split] = {"status": "prepared", "images": split_record["images"],
-                                        "bytes": split_record["bytes"], "repaired": len(split_record["repaired"]),
-                                        "undecodable": bad, "seconds": split_record["seconds"]}
+            summary["splits"][split] = prepared_line(layout, split, split_record)
     finally:
         pool.close()
-    if any(info["undecodable"] for info in summary["splits"].values()):
-        print(f"imnet prep: `imnet verify --data {dst}` fails until the undecodable images are repaired or "
-              f"acknowledged (`imnet verify --data {dst} --acknowledge-bad`); the loaders refuse them "
-              f"(`imnet eval --skip-bad` skips them)", file=sys.stderr)
+    warn_undecodable(dst, summary)
     summary["seconds"] = round(time.time() - t0, 3)
     return summary
 
@@ -318,7 +304,7 @@ def prepare_source_split(plan: SplitPlan, classes: ClassList, source: Source, la
         journal.record(result, split)
         bar.set_postfix(images=sum(len(r.files) for r in journal.done.values()), refresh=False)
 
-    try:
+    with kept_or_discarded(f"the {split} split", "units", layout, split, journal, pool, bar, also=(ReadError,)):
         for unit in plan.units(bar.update):
             if unit.name in journal.done:
                 continue
@@ -328,27 +314,8 @@ def prepare_source_split(plan: SplitPlan, classes: ClassList, source: Source, la
             finished(result)
         plan.finish()
         check_split(split, list(journal.done.values()), classes, plan)
-    except (WorkerDied, WriteError, ReadError, Terminated) as err:
-        pool.abandon()  # the journal keeps the finished units: a re-run resumes
-        bar.close()
-        journal.close()
-        kept = f"{len(journal.done)} finished units"
-        if isinstance(err, Terminated):
-            raise Terminated(f"terminated by {err} while preparing the {split} split; {kept} are kept in "
-                             f"{journal.path}: run the same command again to resume", err.signum) from None
-        raise type(err)(f"{err} [{kept} of the {split} split are kept in {journal.path}]") from err
-    except ImnetError as err:
-        bar.close()
-        journal.close()
-        pool.close()  # stop writers still in flight before removing what they wrote
-        discard_split(layout, split)
-        raise ImnetError(f"{err} [nothing of the {split} split was kept]") from err
-    finally:
-        bar.close()
-        journal.close()
     results = sorted(journal.done.values(), key=lambda r: r.unit)
-    hashed = all(len(r.sha256) == 32 * len(r.files) for r in results) and \
-        "hash" not in os.environ.get(SKIP_CHECKS_ENV, "")
+    hashed = all_hashed(results)
     record, entries = _split_record(split, plan.description, plan.total_bytes, plan.fingerprint, classes.classes,
                                     results, started, pool.workers, hashed, journal.created_dir)
     record["md5"] = None  # no MD5 list covers these inputs: the fingerprint and the source's own checks do
