@@ -14,6 +14,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/imnet demo --out demo_out
 
-# Set up, then run the test suite (CPU only; GPU tests skip cleanly).
+# Set up, then run the test suite (CPU only; GPU tests skip cleanly), in JOBS pytest-xdist workers
+# (default: the CPUs this process may use, at most 4; JOBS=0 runs it in one process).
+JOBS ?= $(shell python3 -c 'import os; print(min(4, len(os.sched_getaffinity(0))))')
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -ra tests
+	$(VENV)/bin/python -m pytest -q -ra -n $(JOBS) tests

@@ -39,6 +39,6 @@ setup(
     ],
     # torch-resnet and bsconv: independent references the zoo's fidelity tests compare with (their only
     # dependency is torch, already installed above; bsconv declares none).
-    extras_require={"test": ["pytest>=7", "torch-resnet==0.0.4", "bsconv==0.4.0"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3.5", "torch-resnet==0.0.4", "bsconv==0.4.0"]},
     entry_points={"console_scripts": ["imnet=imnet.cli:main"]},
 )
