@@ -548,8 +548,15 @@ def evaluate(options: EvalOptions) -> EvalSummary:
 def _check_set(data: Path, name: str) -> None:
     """Refuse, before any model runs, a split or eval set the tree does not have ready, saying why."""
     from imnet.data.filelist import EVAL_SETS, unfinished_prep
+    from imnet.pack.layout import PackLayout, is_pack, read_pack_json
 
     file_list = data / "meta" / f"{name}.txt"
+    if name in EVAL_SETS and is_pack(data):
+        trees = {(split.get("source") or {}).get("path") for split in read_pack_json(PackLayout(data))["splits"].values()
+                 if (split.get("source") or {}).get("kind") == "tree"} - {None}
+        where = f"the tree it was packed from: --data {sorted(trees)[0]}" if trees else "a prepared tree (--data TREE)"
+        raise ImnetError(f"{data}: {EVAL_SETS[name].title} is not in this pack (a pack holds train and val only); "
+                         f"evaluate the eval sets on {where}")
     if name in EVAL_SETS:
         # An interrupted prep may have left the list without the record: only a complete set is scored.
         unfinished = unfinished_prep(data, name, check_lock=False)

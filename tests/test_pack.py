@@ -290,3 +290,15 @@ def test_disk_full_and_missing_image_are_one_line_errors(tree, tmp_path):
         full = _imnet("pack", "--data", tree, "--out", disk / "pack", "--no-progress", check=False)
         assert full.returncode == 2 and "not enough disk space" in full.stderr
         assert not list((disk / "pack").glob("imagenet1k-*"))
+
+
+def test_eval_sets_on_a_pack_point_at_its_tree(tree, pack, tmp_path):
+    # A pack holds train and val; asking it for an eval set names the tree it was packed from,
+    # before any model is built, instead of telling the user to `imnet prep` into the pack.
+    done = _imnet("eval", "--arch", "cifar_resnet20", "--data", pack, "--sets", "val,v2", "--device", "cpu",
+                  "--out", tmp_path / "ev", check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert f"{pack}: ImageNetV2 MatchedFrequency is not in this pack" in line
+    assert f"--data {tree.resolve()}" in line and "imnet prep" not in line
+    assert not (tmp_path / "ev" / "predictions.h5").exists()
