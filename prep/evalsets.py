@@ -39,9 +39,9 @@ import imnet
 from imnet.errors import ImnetError
 from imnet.prep.checksum import HashingReader, check_digest
 from imnet.prep.extract import SKIP_CHECKS_ENV, UnitResult, write_images
-from imnet.prep.layout import (TreeLayout, atomic_write_lines, blocks_for, check_disk_space,
+from imnet.prep.layout import (TreeLayout, blocks_for, check_disk_space,
                                ensure_writable_dir, free_space, read_prep_json, split_is_complete)
-from imnet.prep.manifests import ClassInfo, read_classes, write_classes, write_file_list
+from imnet.prep.manifests import ClassInfo, read_classes, write_classes
 from imnet.prep.owner import WNID, check_owned
 from imnet.prep.sets import EVAL_SET_NAMES, EVAL_SETS, EvalSetSpec, published_facts, published_md5s
 
@@ -372,7 +372,8 @@ def prepare_set(spec: EvalSetSpec, archive: Path, md5: str | None, md5_from: str
     list and completion record. Returns the record. A bad archive (a refused member, a checksum
     mismatch, missing classes) leaves nothing of the set behind; a write error, a dead worker or
     SIGTERM keeps the journal, so the same command resumes."""
-    from imnet.prep.pipeline import _SIGNALS, _archive_identity, _crash_point, all_hashed, kept_or_discarded, open_journal
+    from imnet.prep.pipeline import (_SIGNALS, _archive_identity, _crash_point, all_hashed, kept_or_discarded,
+                                     open_journal, write_lists)
 
     name = spec.name
     started = time.time()
@@ -436,11 +437,7 @@ def prepare_set(spec: EvalSetSpec, archive: Path, md5: str | None, md5_from: str
     with _SIGNALS.protected():
         if write_classes_tsv or not layout.classes_tsv.is_file():
             write_classes(layout.classes_tsv, classes)
-        write_file_list(layout.file_list(name), entries)
-        if hashed:
-            atomic_write_lines(layout.hash_list(name), _hash_lines(name, results))
-        else:
-            layout.hash_list(name).unlink(missing_ok=True)
+        write_lists(layout, name, entries, _hash_lines(name, results) if hashed else None)
         _crash_point(f"{name}:manifests")
         write_set_record(layout, name, record)
         _crash_point(f"{name}:record")
@@ -464,8 +461,8 @@ def prepare_eval_sets(src: Path, layout: TreeLayout, sets: list[str], checksums:
                       summary: dict) -> None:
     """Prepare (or check, or re-verify) the eval sets ``sets`` of the tree, adding a line per set to
     ``summary["splits"]``. Runs under the tree's lock, after the ILSVRC2012 splits of the same run."""
-    from imnet.prep.pipeline import (_identity_mismatch, _reverify, _Workers, discard_split, prepared_line,
-                                     read_journal, still_complete)
+    from imnet.prep.pipeline import (_identity_mismatch, _reverify, _Workers, discard_split, keep_complete,
+                                     prepared_line, read_journal)
 
     if not sets:
         return
@@ -481,15 +478,10 @@ def prepare_eval_sets(src: Path, layout: TreeLayout, sets: list[str], checksums:
         if split_is_complete(record, name):
             mismatch = _identity_mismatch(name, set_record, archive, expected[name][0], expected[name][1] or
                                           checksums_name)
-            if mismatch and not redo:
-                raise ImnetError(f"{mismatch}: a different archive. Prepare {name} again from --src with --redo, "
-                                 f"or choose another --dst")
-            if not redo:
-                again = (lambda: _reverify(name, Path(src), layout, set_record, progress)) if reverify else None
-                if still_complete(layout, name, set_record, scans[name].counts, again, summary):
-                    continue
-            else:
-                print(f"imnet prep: --redo: preparing {name} again", file=sys.stderr)
+            again = (lambda: _reverify(name, Path(src), layout, set_record, progress)) if reverify else None
+            if keep_complete(layout, name, set_record, scans[name].counts, name,
+                             mismatch and f"{mismatch}: a different archive", redo, again, summary):
+                continue
             discard.append(name)
         elif redo:
             discard.append(name)

@@ -477,10 +477,17 @@ def warn_undecodable(dst: Path, summary: dict) -> None:
               f"(`imnet eval --skip-bad` skips them)", file=sys.stderr)
 
 
-def still_complete(layout: TreeLayout, split: str, split_record: dict, counts, reverify, summary: dict) -> bool:
-    """A split recorded complete: when its files still match the record (counts, sizes), its line goes
-    to ``summary`` (after ``reverify()``, re-reading its input, when given) and True says it is done;
-    otherwise it says so on stderr and returns False, to be prepared again."""
+def keep_complete(layout: TreeLayout, split: str, split_record: dict, counts, what: str, refusal: str | None,
+                  redo: bool, reverify, summary: dict) -> bool:
+    """A split recorded complete (``what``: "the train split", "imagenet-a"): True when it stays as it is,
+    its line in ``summary`` (after ``reverify()``, re-reading its input, when given); False when it is to
+    be prepared again (``--redo``, or its files no longer match the record: said on stderr).
+    ``refusal``: why this run's input is not the one recorded (refused unless ``redo``)."""
+    if refusal and not redo:
+        raise ImnetError(f"{refusal}. Prepare {what} again with --redo, or choose another --dst")
+    if redo:
+        print(f"imnet prep: --redo: preparing {what} again", file=sys.stderr)
+        return False
     problems = quick_check(layout, split, split_record, counts)
     if problems:
         print(f"imnet prep: {split} was marked complete but {problems[0]}; preparing it again", file=sys.stderr)
@@ -493,6 +500,15 @@ def still_complete(layout: TreeLayout, split: str, split_record: dict, counts, r
                                 "images": split_record["images"], "bytes": split_record["bytes"],
                                 "repaired": len(split_record["repaired"]), "undecodable": bad, "seconds": 0.0}
     return True
+
+
+def write_lists(layout: TreeLayout, split: str, entries, hash_lines) -> None:
+    """A split's file list and (``hash_lines`` not None) its hash list; a stale hash list goes."""
+    write_file_list(layout.file_list(split), entries)
+    if hash_lines is not None:
+        atomic_write_lines(layout.hash_list(split), hash_lines)
+    else:
+        layout.hash_list(split).unlink(missing_ok=True)
 
 
 def _official(archive: Path, md5: str | None) -> dict | None:
@@ -726,11 +742,7 @@ def prepare_split(split: str, archive: Path, md5: str, checksums_name: str, devk
                                     started, workers.workers, hashed, journal.created_dir)
     with _SIGNALS.protected():
         write_classes(layout.classes_tsv, devkit.classes)
-        write_file_list(layout.file_list(split), entries)
-        if hashed:
-            atomic_write_lines(layout.hash_list(split), _hash_lines(split, results))
-        else:
-            layout.hash_list(split).unlink(missing_ok=True)
+        write_lists(layout, split, entries, _hash_lines(split, results) if hashed else None)
         # Images are not fsynced one by one (a kill cannot lose what the OS holds; a system-wide sync
         # here costs seconds on a busy machine): the record is fsynced, so prep's guarantee is against
         # crashes of prep, not against power loss, where `imnet prep --reverify` checks the tree.
@@ -934,15 +946,10 @@ def _prepare_locked(src: Path, layout: TreeLayout, splits: list[str], md5s: dict
         if split_is_complete(record, split):
             archive = src / ARCHIVES[split]
             mismatch = _identity_mismatch(split, split_record, archive, md5s.get(archive.name), checksums_name)
-            if mismatch and not redo:
-                raise ImnetError(f"{mismatch}: a different archive. Prepare the split again from --src with "
-                                 f"--redo, or choose another --dst")
-            if not redo:
-                again = (lambda: _reverify(split, src, layout, split_record, progress)) if reverify else None
-                if still_complete(layout, split, split_record, scans[split].counts, again, summary):
-                    continue
-            else:
-                print(f"imnet prep: --redo: preparing the {split} split again", file=sys.stderr)
+            again = (lambda: _reverify(split, src, layout, split_record, progress)) if reverify else None
+            if keep_complete(layout, split, split_record, scans[split].counts, f"the {split} split",
+                             mismatch and f"{mismatch}: a different archive", redo, again, summary):
+                continue
             discard.append(split)
         elif redo:
             discard.append(split)

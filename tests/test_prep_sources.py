@@ -426,7 +426,7 @@ def test_another_input_is_refused_until_redo_and_a_rerun_changes_nothing(officia
     dst = tmp_path / "data"
     prepare(official.root, dst, checksums=official.checksums, workers=1, progress=False)
     with pytest.raises(ImnetError, match="the train split of .* was prepared from ILSVRC2012_img_train.tar, not from "
-                                         "these files: a different input. Prepare the split again with --redo"):
+                                         "these files: a different input. Prepare the train split again with --redo"):
         prepare(sources["kaggle"].src, dst, devkit=official.devkit, workers=1, progress=False)
     prepare(sources["kaggle"].src, dst, devkit=official.devkit, redo=True, workers=1, progress=False)
     assert files_of(dst) == files_of(reference)

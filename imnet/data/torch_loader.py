@@ -292,9 +292,13 @@ class TorchEvalLoader(EvalLoader):
         self.device = torch_device(device)
         self.workers = workers
         self._normalize = _Normalizer(norm, self.device, channels_last)
-        dataset = EvalDataset(split, list(shard), resize_size, crop_size, crops, interpolation)
-        self._loader = _data_loader(dataset, batch_size, workers, self.device, drop_last=False,
-                                    persistent=persistent)
+        self._loader = self._data_loader(split, shard, EvalDataset(split, list(shard), resize_size, crop_size, crops,
+                                                                   interpolation), persistent)
+
+    def _data_loader(self, split: SplitList, shard: range, dataset: "EvalDataset", persistent: bool) -> DataLoader:
+        """The DataLoader of the pass over ``shard`` (:mod:`imnet.data.torch_pack` reads packs instead)."""
+        return _data_loader(dataset, self.batch_size, self.workers, self.device, drop_last=False,
+                            persistent=persistent)
 
     def __iter__(self) -> Iterator[EvalBatch]:
         self.skipped = []

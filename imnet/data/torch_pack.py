@@ -22,9 +22,10 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from imnet.data.base import EvalBatch, EvalLoader, Normalization, TrainLoader, batch_erasing, torch_device
+from imnet.data.base import Normalization, TrainLoader, batch_erasing, torch_device
 from imnet.data.packsplit import PackSplit, Piece, train_pieces
-from imnet.data.torch_loader import EvalDataset, TrainDataset, _Normalizer, collate, seed_numpy_in_worker
+from imnet.data.torch_loader import (EvalDataset, TorchEvalLoader, TrainDataset, _Normalizer, collate,
+                                     seed_numpy_in_worker)
 from imnet.data.transforms import TrainAugment
 from imnet.errors import ImnetError
 from imnet.pack.layout import read_index
@@ -128,33 +129,14 @@ class PackTrainDataset(IterableDataset):
                 batch = []
 
 
-class TorchPackEvalLoader(EvalLoader):
-    """Eval loader on a pack: DataLoader workers each read a contiguous part of the rank's range."""
+class TorchPackEvalLoader(TorchEvalLoader):
+    """Eval loader on a pack: DataLoader workers each read a contiguous part of the rank's range; the
+    rest (normalizing, bad images, batches) is the tree's loader's."""
 
-    name = "torch"
-
-    def __init__(self, split: PackSplit, shard: range, *, crop_size: int, resize_size: int, interpolation: str,
-                 norm: Normalization, crops: int, batch_size: int, workers: int, device: str, skip_bad: bool,
-                 channels_last: bool = False, persistent: bool = False) -> None:
-        super().__init__(split, shard, batch_size, skip_bad, channels_last)
-        self.device = torch_device(device)
-        self.workers = workers
-        self._normalize = _Normalizer(norm, self.device, channels_last)
-        dataset = PackEvalDataset(split, shard, EvalDataset(split, [], resize_size, crop_size, crops, interpolation))
-        self._loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                                  persistent_workers=persistent and workers > 0,
-                                  pin_memory=self.device.type == "cuda")
-
-    def __iter__(self) -> Iterator[EvalBatch]:
-        self.skipped = []
-        for images, positions, bad in self._loader:
-            for position, reason in bad:
-                self._bad_image(position, reason)
-            if images is not None:
-                yield EvalBatch(self._normalize(images), self._label_tensor[positions], positions)
-
-    def close(self) -> None:
-        self._loader = None
+    def _data_loader(self, split: PackSplit, shard: range, dataset: EvalDataset, persistent: bool) -> DataLoader:
+        pack = PackEvalDataset(split, shard, dataset)  # the tree's dataset decodes and crops each member
+        return DataLoader(pack, batch_size=self.batch_size, num_workers=self.workers, collate_fn=collate,
+                          persistent_workers=persistent and self.workers > 0, pin_memory=self.device.type == "cuda")
 
 
 class TorchPackTrainLoader(TrainLoader):

@@ -24,7 +24,6 @@ from imnet.prep.devkit import Devkit, parse_devkit
 from imnet.prep.extract import UnitResult
 from imnet.prep.layout import (
     TreeLayout,
-    atomic_write_lines,
     blocks_for,
     check_disk_space,
     check_src_dst,
@@ -35,7 +34,7 @@ from imnet.prep.layout import (
     split_is_complete,
 )
 from imnet.prep.lock import TreeLock
-from imnet.prep.manifests import ClassInfo, read_classes, write_classes, write_file_list
+from imnet.prep.manifests import ClassInfo, read_classes, write_classes
 from imnet.prep.owner import check_owned
 from imnet.prep.pipeline import (
     ARENA_MIN,
@@ -47,7 +46,8 @@ from imnet.prep.pipeline import (
     kept_or_discarded,
     prepared_line,
     warn_undecodable,
-    still_complete,
+    write_lists,
+    keep_complete,
     _split_record,
     _Workers,
     discard_split,
@@ -123,16 +123,13 @@ def _prepare_locked(source: Source, layout: TreeLayout, splits: list[str], devki
         split_record = record["splits"].get(split, {})
         if split_is_complete(record, split):
             recorded = (split_record.get("source") or {}).get("fingerprint")
-            if recorded != plan.fingerprint and not redo:
-                raise ImnetError(f"--src {source.location}: the {split} split of {dst} was prepared from "
-                                 f"{split_record.get('archive')}, not from these files: a different input. Prepare "
-                                 f"the split again with --redo, or choose another --dst")
-            if not redo:
-                again = (lambda: _reverify(split, plan, layout, split_record, progress)) if reverify else None
-                if still_complete(layout, split, split_record, scans[split].counts, again, summary):
-                    continue
-            else:
-                print(f"imnet prep: --redo: preparing the {split} split again", file=sys.stderr)
+            refusal = None if recorded == plan.fingerprint else (
+                f"--src {source.location}: the {split} split of {dst} was prepared from "
+                f"{split_record.get('archive')}, not from these files: a different input")
+            again = (lambda: _reverify(split, plan, layout, split_record, progress)) if reverify else None
+            if keep_complete(layout, split, split_record, scans[split].counts, f"the {split} split", refusal, redo,
+                             again, summary):
+                continue
             discard.append(split)
         elif redo:
             discard.append(split)
@@ -326,11 +323,7 @@ def prepare_source_split(plan: SplitPlan, classes: ClassList, source: Source, la
     record["source"]["changes"] = _changes(record, classes)
     with _SIGNALS.protected():
         write_classes(layout.classes_tsv, classes.classes)
-        write_file_list(layout.file_list(split), entries)
-        if hashed:
-            atomic_write_lines(layout.hash_list(split), _hash_lines(split, results))
-        else:
-            layout.hash_list(split).unlink(missing_ok=True)
+        write_lists(layout, split, entries, _hash_lines(split, results) if hashed else None)
         _crash_point(f"{split}:manifests")
         write_split_record(layout, split, record, classes.devkit, top={"source": source.describe()})
         _crash_point(f"{split}:record")
