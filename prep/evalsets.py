@@ -38,7 +38,7 @@ from tqdm import tqdm
 import imnet
 from imnet.errors import ImnetError
 from imnet.prep.checksum import HashingReader, check_digest
-from imnet.prep.extract import SKIP_CHECKS_ENV, UnitResult, write_images
+from imnet.prep.extract import UnitResult, write_images
 from imnet.prep.layout import (TreeLayout, blocks_for, check_disk_space,
                                ensure_writable_dir, free_space, read_prep_json, split_is_complete)
 from imnet.prep.manifests import ClassInfo, read_classes, write_classes
@@ -303,25 +303,12 @@ def _set_record(spec: EvalSetSpec, archive: Path, md5: str, sha256: str, md5_fro
                 classes: list[ClassInfo], results: list[UnitResult], started: float, workers: int, hashed: bool,
                 created_dir: bool) -> tuple[dict, list[tuple[str, int]]]:
     """The set's ``prep.json`` record and its file list (by class, then file name)."""
+    from imnet.prep.pipeline import units_record
+
+    record, entries, _ = units_record(spec.name, results, classes, started, workers, hashed, created_dir)
     index = {c.wnid: c.class_index for c in classes}
-    files = sorted(rel for r in results for rel, _ in r.files)
-    entries = [(rel, index[rel.split("/", 1)[0]]) for rel in files]
-    per_class: dict[str, dict] = {}
-    for result in results:
-        for rel, size in result.files:
-            counts = per_class.setdefault(rel.split("/", 1)[0], {"images": 0, "bytes": 0})
-            counts["images"] += 1
-            counts["bytes"] += size
-    quirks = sorted((q for r in results for q in r.quirks), key=lambda q: q["file"])
-    bad = {q["file"]: {"file": q["file"], "reason": q["action"].removeprefix("kept; ")}
-           for q in quirks if q["kind"] == "undecodable"}
-    for result in results:
-        for rel, size in result.files:
-            if f"{spec.name}/{rel}" in bad:
-                bad[f"{spec.name}/{rel}"]["bytes"] = size
-    subset = sorted(index[w] for w in per_class)
-    record = {
-        "complete": True,
+    subset = sorted(index[w] for w in record["classes"])
+    record.update({
         "kind": "eval set",
         "set": spec.name,
         "title": spec.title,
@@ -331,24 +318,11 @@ def _set_record(spec: EvalSetSpec, archive: Path, md5: str, sha256: str, md5_fro
         "sha256": sha256,
         "archive_bytes": archive.stat().st_size,
         "official": official,
-        "images": len(files),
-        "bytes": sum(c["bytes"] for c in per_class.values()),
-        "classes": dict(sorted(per_class.items())),
         # The class indices (of the tree's classes) the set holds: ImageNet-A/-R are scored on these.
         "class_indices": subset,
         "protocol": (f"argmax over the {len(subset)} classes of the set" if spec.subset
                      else f"argmax over all {len(classes)} classes"),
-        "repaired": [q for q in quirks if q["kind"] not in ("grayscale", "undecodable") and q["action"] != "kept"],
-        "grayscale": [q["file"] for q in quirks if q["kind"] == "grayscale"],
-        "decode_checked": "decode" not in os.environ.get(SKIP_CHECKS_ENV, ""),
-        "undecodable": list(bad.values()),
-        "hashes": f"meta/{spec.name}.sha256" if hashed else None,
-        "created_dir": created_dir,
-        "workers": workers,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "seconds": round(time.time() - started, 3),
-    }
+    })
     return record, entries
 
 

@@ -624,54 +624,56 @@ def _hash_lines(split: str, results: list[UnitResult]):
             yield f"{digest}  {split}/{rel}\n"
 
 
-def _split_record(split: str, archive_name: str, archive_bytes: int, md5: str, classes: list, results: list[UnitResult],
-                  started: float, workers: int, hashed: bool, created_dir: bool) -> tuple[dict, list[tuple[str, int]]]:
-    """The split's ``prep.json`` record and its file list (DALI format entries, in manifest order).
-    ``classes``: the :class:`~imnet.prep.manifests.ClassInfo` rows (index order); ``archive_name``,
-    ``archive_bytes`` and ``md5`` say what the split was prepared from."""
+def units_record(split: str, results: list[UnitResult], classes: list, started: float, workers: int, hashed: bool,
+                 created_dir: bool) -> tuple[dict, list[tuple[str, int]], list[dict]]:
+    """What the finished units of ``split`` (an ILSVRC2012 split or an eval set) wrote, as the part of its
+    ``prep.json`` record every split has, its file list (by class, then name) and its quirks (by file).
+    ``classes``: the :class:`~imnet.prep.manifests.ClassInfo` rows."""
     index = {c.wnid: c.class_index for c in classes}
     files = sorted(rel for r in results for rel, _ in r.files)
     entries = [(rel, index[rel.split("/", 1)[0]]) for rel in files]
-    if split == "val":
-        entries.sort(key=lambda e: e[0].rsplit("/", 1)[1])  # val-number order (zero-padded names)
     per_class: dict[str, dict] = {}
+    sizes = {}
     for result in results:
         for rel, size in result.files:
             counts = per_class.setdefault(rel.split("/", 1)[0], {"images": 0, "bytes": 0})
             counts["images"] += 1
             counts["bytes"] += size
+            sizes[f"{split}/{rel}"] = size
     quirks = sorted((q for r in results for q in r.quirks), key=lambda q: q["file"])
-    repaired = [q for q in quirks if q["kind"] not in ("grayscale", "undecodable") and q["action"] != "kept"]
-    present = {rel.rsplit("/", 1)[1] for rel in files}
-    bad = {q["file"]: {"file": q["file"], "reason": q["action"].removeprefix("kept; ")}
-           for q in quirks if q["kind"] == "undecodable"}
-    if bad:
-        for result in results:
-            for rel, size in result.files:
-                if f"{split}/{rel}" in bad:
-                    bad[f"{split}/{rel}"]["bytes"] = size
-    decoded = "decode" not in os.environ.get(SKIP_CHECKS_ENV, "")
+    bad = [{"file": q["file"], "reason": q["action"].removeprefix("kept; "), "bytes": sizes.get(q["file"])}
+           for q in quirks if q["kind"] == "undecodable"]
     record = {
         "complete": True,
-        "archive": archive_name,
-        "md5": md5,
-        "archive_bytes": archive_bytes,
         "images": len(files),
         "bytes": sum(c["bytes"] for c in per_class.values()),
         "classes": dict(sorted(per_class.items())),
-        "repaired": repaired,
+        "repaired": [q for q in quirks if q["kind"] not in ("grayscale", "undecodable") and q["action"] != "kept"],
         "grayscale": [q["file"] for q in quirks if q["kind"] == "grayscale"],
-        # Every image was fully decoded by PIL: the ones it refused (loaders and imnet verify read this).
-        "decode_checked": decoded,
-        "undecodable": list(bad.values()),
+        # Every image got PIL's verdict: the ones it refused (loaders and imnet verify read this).
+        "decode_checked": "decode" not in os.environ.get(SKIP_CHECKS_ENV, ""),
+        "undecodable": [{k: v for k, v in q.items() if v is not None} for q in bad],
         "hashes": layout_hash_name(split) if hashed else None,
         "created_dir": created_dir,
-        "quirks_vs_known": cross_check(split, [Quirk(**q) for q in quirks], present, known_quirks()),
         "workers": workers,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(time.time() - started, 3),
     }
+    return record, entries, quirks
+
+
+def _split_record(split: str, archive_name: str, archive_bytes: int, md5: str, classes: list, results: list[UnitResult],
+                  started: float, workers: int, hashed: bool, created_dir: bool) -> tuple[dict, list[tuple[str, int]]]:
+    """The split's ``prep.json`` record and its file list (DALI format entries, in manifest order).
+    ``classes``: the :class:`~imnet.prep.manifests.ClassInfo` rows (index order); ``archive_name``,
+    ``archive_bytes`` and ``md5`` say what the split was prepared from."""
+    record, entries, quirks = units_record(split, results, classes, started, workers, hashed, created_dir)
+    if split == "val":
+        entries.sort(key=lambda e: e[0].rsplit("/", 1)[1])  # val-number order (zero-padded names)
+    present = {rel.rsplit("/", 1)[1] for rel, _ in entries}
+    record.update(archive=archive_name, md5=md5, archive_bytes=archive_bytes,
+                  quirks_vs_known=cross_check(split, [Quirk(**q) for q in quirks], present, known_quirks()))
     return record, entries
 
 

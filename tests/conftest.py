@@ -42,3 +42,19 @@ def tiny_vanillanet():
     register_model(config)(lambda num_classes=1000, **kw: VanillaNet([16, 32, 64], [2, 2], num_classes=num_classes, **kw))
     yield name
     registry._REGISTRY.pop(name)
+
+
+@pytest.fixture
+def isolated_caches(tmp_path, monkeypatch):
+    """Every download cache under tmp_path; online; no mirror; no host remembered as unreachable
+    (the weights and eval-fetch tests, against the loopback server)."""
+    from imnet.download import forget_unreachable
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for var in ("HF_HUB_CACHE", "IMNET_WEIGHTS", "IMNET_RUNS", "XDG_CACHE_HOME", "IMNET_OFFLINE",
+                "HF_HUB_OFFLINE", "IMNET_WEIGHTS_MIRROR", "HF_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    forget_unreachable()
+    yield tmp_path
+    forget_unreachable()

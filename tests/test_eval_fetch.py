@@ -15,7 +15,6 @@ from safetensors.torch import save as save_safetensors
 
 import imnet.zoo as zoo
 from imnet.cli import main
-from imnet.download import forget_unreachable
 from imnet.eval.store import read_model, stored_models
 from imnet.testing import prepared_tree
 from imnet.testing.server import WeightsServer
@@ -25,15 +24,8 @@ SERVED = {"timm/dla46_c.in1k": "dla46_c", "timm/dla46x_c.in1k": "dla46x_c"}
 
 
 @pytest.fixture(autouse=True)
-def caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    for var in ("HF_HUB_CACHE", "IMNET_WEIGHTS", "IMNET_RUNS", "XDG_CACHE_HOME", "IMNET_OFFLINE",
-                "HF_HUB_OFFLINE", "IMNET_WEIGHTS_MIRROR", "HF_ENDPOINT"):
-        monkeypatch.delenv(var, raising=False)
-    forget_unreachable()
-    yield tmp_path
-    forget_unreachable()
+def caches(isolated_caches):
+    return isolated_caches
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from safetensors.torch import save as save_safetensors
 
 import imnet.zoo as zoo
 from imnet.cli import main
-from imnet.download import forget_unreachable
 from imnet.testing.server import WeightsServer, refused_url
 from imnet.zoo import registry
 from imnet.zoo.config import ModelConfig, WeightsSource
@@ -29,16 +28,8 @@ BODY = "cifar_resnet20"  # the architecture behind the test models (0.27M parame
 
 
 @pytest.fixture(autouse=True)
-def caches(tmp_path, monkeypatch):
-    """Every cache under tmp_path; online; no mirror; no host remembered as unreachable."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    for var in ("HF_HUB_CACHE", "IMNET_WEIGHTS", "IMNET_RUNS", "XDG_CACHE_HOME", "IMNET_OFFLINE",
-                "HF_HUB_OFFLINE", "IMNET_WEIGHTS_MIRROR", "HF_ENDPOINT"):
-        monkeypatch.delenv(var, raising=False)
-    forget_unreachable()
-    yield tmp_path
-    forget_unreachable()
+def caches(isolated_caches):
+    return isolated_caches
 
 
 @pytest.fixture
