@@ -39,8 +39,7 @@ import imnet
 from imnet.errors import ImnetError
 from imnet.prep.checksum import HashingReader, check_digest
 from imnet.prep.extract import UnitResult, write_images
-from imnet.prep.layout import (TreeLayout, blocks_for, check_disk_space,
-                               ensure_writable_dir, free_space, read_prep_json, split_is_complete)
+from imnet.prep.layout import TreeLayout, blocks_for, read_prep_json, split_is_complete
 from imnet.prep.manifests import ClassInfo, read_classes, write_classes
 from imnet.prep.owner import WNID, check_owned
 from imnet.prep.sets import EVAL_SET_NAMES, EVAL_SETS, EvalSetSpec, published_facts, published_md5s
@@ -435,8 +434,7 @@ def prepare_eval_sets(src: Path, layout: TreeLayout, sets: list[str], checksums:
                       summary: dict) -> None:
     """Prepare (or check, or re-verify) the eval sets ``sets`` of the tree, adding a line per set to
     ``summary["splits"]``. Runs under the tree's lock, after the ILSVRC2012 splits of the same run."""
-    from imnet.prep.pipeline import (_identity_mismatch, _reverify, _Workers, discard_split, keep_complete,
-                                     prepared_line, read_journal)
+    from imnet.prep.pipeline import _identity_mismatch, _reverify, _Workers, keep_complete, make_room, prepared_line
 
     if not sets:
         return
@@ -475,21 +473,13 @@ def prepare_eval_sets(src: Path, layout: TreeLayout, sets: list[str], checksums:
                              f"{spec.source} into --src")
     classes, from_devkit = tree_classes(layout, Path(src), checksums, checksums_name,
                                         needed_by=" and ".join(EVAL_SETS[n].archive for n in todo))
-    block = free_space(dst).block
-    needed_bytes = needed_files = 0
-    for name in todo:
-        spec = EVAL_SETS[name]
-        md5 = expected[name][0]
-        journaled = [] if name in discard else list(read_journal(layout.journal(name))[1].values())
-        more_bytes, more_files = _space_needed(spec, Path(src) / spec.archive,
-                                               md5 is not None and md5 == published_facts(name).get("md5"), block,
-                                               journaled, len(classes))
-        needed_bytes += more_bytes
-        needed_files += more_files
-    check_disk_space(dst, needed_bytes, needed_files, " and ".join(todo))
-    ensure_writable_dir(dst)
-    for name in discard:
-        discard_split(layout, name)
+
+    def need(name: str, journaled: list, block: int) -> tuple[int, int]:
+        spec, md5 = EVAL_SETS[name], expected[name][0]
+        official = md5 is not None and md5 == published_facts(name).get("md5")
+        return _space_needed(spec, Path(src) / spec.archive, official, block, journaled, len(classes))
+
+    make_room(layout, todo, discard, need)
 
     pool = _Workers(workers if workers is not None else (os.cpu_count() or 1))
     try:

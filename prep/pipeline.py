@@ -408,6 +408,25 @@ def discard_split(layout: TreeLayout, split: str) -> None:
             atomic_write_text(layout.prep_json, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
+def make_room(layout: TreeLayout, todo: list[str], discard: list[str], need) -> None:
+    """Before the first image is written: refuse (one line) when DST lacks the space or inodes for the
+    splits ``todo`` (``need(split, journaled, block) -> (bytes, files)``, the units an earlier run
+    journaled counting as written), check DST is writable, then discard the splits to be prepared
+    again (``discard``)."""
+    block = free_space(layout.dst).block
+    needed_bytes = needed_files = 0
+    for split in todo:
+        journaled = [] if split in discard else list(read_journal(layout.journal(split))[1].values())
+        more_bytes, more_files = need(split, journaled, block)
+        needed_bytes += more_bytes
+        needed_files += more_files
+    check_disk_space(layout.dst, needed_bytes, needed_files, " and ".join(todo))
+    ensure_writable_dir(layout.dst)
+    for split in discard:
+        discard_split(layout, split)
+    _crash_point("space-checked")
+
+
 def open_journal(layout: TreeLayout, split: str, identity: dict) -> Journal:
     """Resume the journal of an interrupted run of ``split`` on the same archive (same name, size,
     mtime, expected md5); otherwise discard whatever prep wrote for the split and start afresh."""
@@ -968,19 +987,8 @@ def _prepare_locked(src: Path, layout: TreeLayout, splits: list[str], md5s: dict
     devkit = parse_devkit(devkit_path)
     check_digest(devkit_path, devkit.md5, devkit_md5, checksums_name)
 
-    block = free_space(dst).block
-    needed_bytes = needed_files = 0
-    for split, archive in archives.items():
-        journaled = [] if split in discard else list(read_journal(layout.journal(split))[1].values())
-        more_bytes, more_files = _space_needed(split, archive, expected[split], block, len(devkit.classes),
-                                               journaled)
-        needed_bytes += more_bytes
-        needed_files += more_files
-    check_disk_space(dst, needed_bytes, needed_files, " and ".join(todo))
-    ensure_writable_dir(dst)
-    for split in discard:
-        discard_split(layout, split)
-    _crash_point("space-checked")
+    make_room(layout, todo, discard, lambda split, journaled, block: _space_needed(
+        split, archives[split], expected[split], block, len(devkit.classes), journaled))
 
     workers = workers if workers is not None else (os.cpu_count() or 1)
     unit_bytes = archives["train"].stat().st_size / len(devkit.classes) if "train" in archives else 0

@@ -58,3 +58,20 @@ def isolated_caches(tmp_path, monkeypatch):
     forget_unreachable()
     yield tmp_path
     forget_unreachable()
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """Run the CLI in this process with ``args``; assert it exits 2 without a traceback; return its
+    last stderr line (the one-line error)."""
+    from imnet.cli import main
+
+    def run(args) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return err.strip().replace("\r", "\n").splitlines()[-1]
+
+    return run

@@ -6,7 +6,6 @@ import shutil
 import pytest
 import torch
 
-from imnet.cli import main
 from imnet.errors import ImnetError
 from imnet.eval.real import load_real_labels
 from imnet.eval.runner import EvalOptions, evaluate
@@ -33,16 +32,7 @@ def weights(tmp_path_factory):
     return path
 
 
-def cli_error(args, capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err.strip().replace("\r", "\n").splitlines()[-1]
-
-
-def test_real_label_outside_the_trees_classes_is_an_error(tree, weights, tmp_path, capsys):
+def test_real_label_outside_the_trees_classes_is_an_error(tree, weights, tmp_path, cli_error):
     real = tmp_path / "real.json"
     labels = [[i % CLASSES] for i in range(12)]
     labels[4] = [2, 7]  # class 7 on a 6-class tree: could never be predicted, would lower ReaL top-1
@@ -53,13 +43,13 @@ def test_real_label_outside_the_trees_classes_is_an_error(tree, weights, tmp_pat
     assert load_real_labels(real, 12) == labels  # 0..999 alone would have let it through
     line = cli_error(["eval", "--arch", "cifar_resnet20", "--weights", str(weights), "--data", str(tree),
                       "--img-size", "32", "--loader", "torch", "--workers", "0", "--out", str(tmp_path / "out"),
-                      "--real-labels", str(real)], capsys)
+                      "--real-labels", str(real)])
     assert str(real) in line and "holds 7" in line and "0..5" in line
 
 
-def test_eval_img_size_zero_is_refused(tree, weights, tmp_path, capsys):
+def test_eval_img_size_zero_is_refused(tree, weights, tmp_path, cli_error):
     line = cli_error(["eval", "--arch", "cifar_resnet20", "--weights", str(weights), "--data", str(tree),
-                      "--img-size", "0", "--out", str(tmp_path / "out")], capsys)
+                      "--img-size", "0", "--out", str(tmp_path / "out")])
     assert "--img-size" in line and "0 is not in the range x>=1" in line
     with pytest.raises(ImnetError, match=r"--img-size 0: must be at least 1"):
         evaluate(EvalOptions(data=tree, out=tmp_path / "out", archs=["cifar_resnet20"], weights=weights, img_size=0,
@@ -67,12 +57,12 @@ def test_eval_img_size_zero_is_refused(tree, weights, tmp_path, capsys):
     assert not (tmp_path / "out" / "predictions.h5").exists()
 
 
-def test_train_epochs_zero_is_refused(tree, tmp_path, capsys):
+def test_train_epochs_zero_is_refused(tree, tmp_path, cli_error):
     line = cli_error(["train", "--arch", "cifar_resnet20", "--data", str(tree), "--out", str(tmp_path / "run"),
-                      "--epochs", "0"], capsys)
+                      "--epochs", "0"])
     assert "--epochs 0: recipe field 'epochs' must be at least 1, got 0" in line
     line = cli_error(["train", "--arch", "cifar_resnet20", "--data", str(tree), "--out", str(tmp_path / "run"),
-                      "--set", "epochs=0"], capsys)
+                      "--set", "epochs=0"])
     assert "must be at least 1" in line
     assert not (tmp_path / "run").exists()
 

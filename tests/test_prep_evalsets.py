@@ -42,15 +42,6 @@ def tree(tmp_path_factory):
     return prepared_tree_with_sets(tmp_path_factory.mktemp("sets"), **SMALL)
 
 
-def cli_error(args, capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err.strip().replace("\r", "\n").splitlines()[-1]
-
-
 def _not_left(dst: Path, name: str) -> None:
     """Nothing of the set ``name`` is left that could look prepared."""
     assert not (dst / name).exists()
@@ -219,7 +210,7 @@ def main_ok(args) -> bool:
     return exit_info.value.code == 0
 
 
-def test_rerun_is_a_noop_and_only_takes_aliases(tree, tmp_path, capsys):
+def test_rerun_is_a_noop_and_only_takes_aliases(tree, tmp_path, capsys, cli_error):
     data, fake = tree
     stamps = {p: p.stat().st_mtime_ns for p in (data / "meta").iterdir()}
     assert main_ok(["prep", "--src", str(fake.root), "--dst", str(data), "--checksums", str(fake.root / "checksums.md5"),
@@ -228,7 +219,7 @@ def test_rerun_is_a_noop_and_only_takes_aliases(tree, tmp_path, capsys):
     assert "imagenet-a already prepared: 10 images" in out and "imagenetv2-matched-frequency already prepared" in out
     assert "train" not in out.split("->")[0]
     assert {p: p.stat().st_mtime_ns for p in (data / "meta").iterdir()} == stamps
-    line = cli_error(["prep", "--src", str(fake.root), "--dst", str(tmp_path / "x"), "--only", "imagenet-c"], capsys)
+    line = cli_error(["prep", "--src", str(fake.root), "--dst", str(tmp_path / "x"), "--only", "imagenet-c"])
     assert "unknown split or eval set 'imagenet-c'" in line and "imagenet-a (a)" in line
 
 
@@ -287,7 +278,7 @@ def _member(name: str, data: bytes | None = b"x", kind=tarfile.REGTYPE, link: st
     ("imagenet-r", _member("imagenet-r/notes.txt"), r"unexpected member 'imagenet-r/notes.txt' \(ImageNet-R's layout"),
     ("imagenet-r", _member("imagenet-r/n00000000/x.jpg", None, tarfile.SYMTYPE, "/etc/passwd"), r"is a link"),
 ])
-def test_bad_members_are_refused_and_nothing_is_kept(tree, tmp_path, capsys, name, extra, message):
+def test_bad_members_are_refused_and_nothing_is_kept(tree, tmp_path, name, extra, message, cli_error):
     _, fake = tree
     src = tmp_path / "src"
     shutil.copytree(fake.root, src)
@@ -295,7 +286,7 @@ def test_bad_members_are_refused_and_nothing_is_kept(tree, tmp_path, capsys, nam
     _rewrite_tar(src / spec.archive, [extra], gz=spec.packing == "tar.gz")
     write_checksums(src / "checksums.md5", sorted(p for p in src.iterdir() if p.suffix != ".md5"))
     line = cli_error(["prep", "--src", str(src), "--dst", str(tmp_path / "data"), "--checksums",
-                      str(src / "checksums.md5"), "--only", f"val,{name}", "--workers", "1"], capsys)
+                      str(src / "checksums.md5"), "--only", f"val,{name}", "--workers", "1"])
     assert line.startswith(f"imnet: error: {src / spec.archive}: ") and f"[nothing of {name} was kept]" in line
     assert __import__("re").search(message, line), line
     _not_left(tmp_path / "data", name)
@@ -345,7 +336,7 @@ def _prep_cmd(fake, dst, only):
 
 
 @pytest.mark.parametrize("point", ["imagenet-sketch:unit:1", "imagenet-sketch:manifests"])
-def test_kill_9_then_resume_gives_the_clean_tree(tree, tmp_path, point, capsys):
+def test_kill_9_then_resume_gives_the_clean_tree(tree, tmp_path, point, cli_error):
     data, fake = tree
     dst = tmp_path / "data"
     env = dict(os.environ, IMNET_PREP_CRASH_AT=point)
@@ -355,7 +346,7 @@ def test_kill_9_then_resume_gives_the_clean_tree(tree, tmp_path, point, capsys):
     assert "imagenet-sketch" not in record and (dst / "meta" / ".journal-imagenet-sketch.jsonl").is_file()
     # eval will not score a half-prepared set
     line = cli_error(["eval", "--arch", "cifar_resnet20", "--data", str(dst), "--sets", "val,sketch",
-                      "--out", str(tmp_path / "eval")], capsys)
+                      "--out", str(tmp_path / "eval")])
     assert "imagenet-sketch" in line and "run the same imnet prep again" in line
     again = subprocess.run(_prep_cmd(fake, dst, "val,sketch"), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -380,7 +371,7 @@ def test_reverify_finds_a_changed_image(tree, tmp_path):
 
 
 @needs_root
-def test_write_error_is_one_line_and_the_same_command_resumes(tree, tmp_path, capsys):
+def test_write_error_is_one_line_and_the_same_command_resumes(tree, tmp_path, cli_error):
     """DST/imagenet-r on a read-only file system: one line naming the file and EROFS, the journal
     kept, nothing marked complete; writable again, the same command finishes it."""
     data, fake = tree
@@ -389,13 +380,13 @@ def test_write_error_is_one_line_and_the_same_command_resumes(tree, tmp_path, ca
             "--only", "val,r", "--workers", "1"]
     (dst / "imagenet-r").mkdir(parents=True)
     with tmpfs(dst / "imagenet-r", size="1m", readonly=True):
-        line = cli_error(args, capsys)
+        line = cli_error(args)
     assert line.startswith(f"imnet: error: {dst / 'imagenet-r'}/") and "cannot write" in line and "(EROFS)" in line
     assert "imagenet-r" not in json.loads((dst / "meta" / "prep.json").read_text())["splits"]
     assert not (dst / "meta" / "imagenet-r.txt").exists()
     with tmpfs(tmp_path / "small", size="64k") as small:
         line = cli_error(["prep", "--src", str(fake.root), "--dst", str(small / "data"), "--checksums",
-                          str(fake.root / "checksums.md5"), "--only", "sketch"], capsys)
+                          str(fake.root / "checksums.md5"), "--only", "sketch"])
         assert "not enough disk space for imagenet-sketch" in line
     assert main_ok(args)
     assert (dst / "meta" / "imagenet-r.txt").read_bytes() == (data / "meta" / "imagenet-r.txt").read_bytes()

@@ -25,10 +25,7 @@ from imnet.prep.extract import UnitResult
 from imnet.prep.layout import (
     TreeLayout,
     blocks_for,
-    check_disk_space,
     check_src_dst,
-    ensure_writable_dir,
-    free_space,
     read_prep_json,
     remove_stale_temp_files,
     split_is_complete,
@@ -42,17 +39,16 @@ from imnet.prep.pipeline import (
     _SIGNALS,
     Terminated,
     _crash_point,
+    _split_record,
+    _Workers,
     all_hashed,
+    keep_complete,
     kept_or_discarded,
+    make_room,
+    open_journal,
     prepared_line,
     warn_undecodable,
     write_lists,
-    keep_complete,
-    _split_record,
-    _Workers,
-    discard_split,
-    open_journal,
-    read_journal,
     write_split_record,
 )
 from imnet.prep.sources.base import VAL_PER_CLASS, ClassList, Source, SplitPlan, official_counts
@@ -140,18 +136,8 @@ def _prepare_locked(source: Source, layout: TreeLayout, splits: list[str], devki
         return summary
     classes = _keep_recorded_ids(layout, classes, record, todo)
 
-    block = free_space(dst).block
-    needed_bytes = needed_files = 0
-    for split in todo:
-        journaled = [] if split in discard else list(read_journal(layout.journal(split))[1].values())
-        more_bytes, more_files = _space_needed(plans[split], classes, block, journaled)
-        needed_bytes += more_bytes
-        needed_files += more_files
-    check_disk_space(dst, needed_bytes, needed_files, " and ".join(todo))
-    ensure_writable_dir(dst)
-    for split in discard:
-        discard_split(layout, split)
-    _crash_point("space-checked")
+    make_room(layout, todo, discard, lambda split, journaled, block: _space_needed(plans[split], classes, block,
+                                                                                  journaled))
 
     pool = _Workers(workers if workers is not None else (os.cpu_count() or 1), ARENA_MIN)
     try:
