@@ -29,7 +29,8 @@ from tqdm import tqdm
 import imnet
 from imnet.errors import ImnetError
 from imnet.prep.layout import (TEMP_FILE, atomic_write_lines, atomic_write_text, blocks_for, check_disk_space,
-                               free_space, fsync_dir, human_bytes, remove_stale_temp_files, write_error)
+                               free_space, fsync_dir, human_bytes, read_journal_lines, remove_stale_temp_files,
+                               write_error)
 from imnet.prep.lock import TreeLock
 from imnet.prep.manifests import write_classes
 from imnet.pack.layout import (FORMAT, SHARD_NAME, SHARD_SPLIT, PackLayout, index_name, read_pack_json,
@@ -193,22 +194,7 @@ def check_out(layout: PackLayout, source_dirs: list[Path]) -> None:
 def read_journal(path: Path) -> tuple[dict | None, dict[int, dict]]:
     """(identity, {shard index: its line}) of a journal; (None, {}) when there is none. A line cut
     short by a kill is dropped (that shard is written again)."""
-    done: dict[int, dict] = {}
-    try:
-        with open(path, encoding="utf-8") as handle:
-            try:
-                identity = json.loads(handle.readline())
-            except ValueError:
-                return None, {}
-            for line in handle:
-                try:
-                    entry = json.loads(line)
-                    done[int(entry["index"])] = entry
-                except (ValueError, KeyError, TypeError):
-                    continue
-    except (OSError, UnicodeDecodeError):
-        return None, {}
-    return (identity if isinstance(identity, dict) else None), done
+    return read_journal_lines(path, lambda entry: (int(entry["index"]), entry))
 
 
 def _still_there(layout: PackLayout, entry: dict) -> bool:

@@ -161,6 +161,29 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
 
 # --- the record -------------------------------------------------------------------------------------
 
+def read_journal_lines(path: Path, parse) -> tuple[dict | None, dict]:
+    """``(identity, {key: value})`` of a journal: a JSON object naming the input on the first line, then
+    a JSON line per finished unit, ``parse(line) -> (key, value)``. ``(None, {})`` when there is none or
+    it cannot be read. A line cut short by a kill, or one ``parse`` refuses (ValueError, KeyError,
+    TypeError: an older imnet's), is dropped: that unit is done again."""
+    done = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            try:
+                identity = json.loads(handle.readline())
+            except ValueError:
+                return None, {}
+            for line in handle:
+                try:
+                    key, value = parse(json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    continue
+                done[key] = value
+    except (OSError, UnicodeDecodeError):
+        return None, {}
+    return (identity, done) if isinstance(identity, dict) else (None, {})
+
+
 def read_prep_json(layout: TreeLayout) -> dict:
     """The tree's ``prep.json`` as a dict (``{"splits": {}}`` when there is none yet)."""
     if not layout.prep_json.exists():

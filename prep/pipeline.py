@@ -43,6 +43,7 @@ from imnet.prep.layout import (
     ensure_writable_dir,
     free_space,
     fsync_dir,
+    read_journal_lines,
     read_prep_json,
     remove_stale_temp_files,
     split_is_complete,
@@ -363,26 +364,13 @@ class Journal:
 
 
 def read_journal(path: Path) -> tuple[dict | None, dict[str, UnitResult]]:
-    """(identity, finished units) of a journal file; ``(None, {})`` when there is none. Read line by
-    line (a full train journal holds a line per class tar with its 1,300 hashes)."""
-    done = {}
-    try:
-        with open(path, encoding="utf-8") as handle:
-            try:
-                identity = json.loads(handle.readline())
-            except ValueError:
-                return None, {}
-            for line in handle:
-                try:
-                    result = UnitResult.from_dict(json.loads(line))
-                except (ValueError, KeyError, TypeError):
-                    continue  # cut short by a kill, or from an older imnet: the unit is redone
-                done[result.unit] = result
-    except (OSError, UnicodeDecodeError):
-        return None, {}
-    if not isinstance(identity, dict):
-        return None, {}
-    return identity, done
+    """(identity, finished units by name) of a split's journal; ``(None, {})`` when there is none. Read
+    line by line (a full train journal holds a line per class tar with its 1,300 hashes)."""
+    def unit(line: dict) -> tuple[str, UnitResult]:
+        result = UnitResult.from_dict(line)
+        return result.unit, result
+
+    return read_journal_lines(path, unit)
 
 
 def _archive_identity(archive: Path, md5: str) -> dict:
