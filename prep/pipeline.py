@@ -640,16 +640,19 @@ def units_record(split: str, results: list[UnitResult], classes: list, started: 
     files = sorted(rel for r in results for rel, _ in r.files)
     entries = [(rel, index[rel.split("/", 1)[0]]) for rel in files]
     per_class: dict[str, dict] = {}
-    sizes = {}
     for result in results:
         for rel, size in result.files:
             counts = per_class.setdefault(rel.split("/", 1)[0], {"images": 0, "bytes": 0})
             counts["images"] += 1
             counts["bytes"] += size
-            sizes[f"{split}/{rel}"] = size
     quirks = sorted((q for r in results for q in r.quirks), key=lambda q: q["file"])
-    bad = [{"file": q["file"], "reason": q["action"].removeprefix("kept; "), "bytes": sizes.get(q["file"])}
-           for q in quirks if q["kind"] == "undecodable"]
+    bad = {q["file"]: {"file": q["file"], "reason": q["action"].removeprefix("kept; ")}
+           for q in quirks if q["kind"] == "undecodable"}
+    if bad:  # their sizes, for the record (a second pass only when there are any)
+        for result in results:
+            for rel, size in result.files:
+                if f"{split}/{rel}" in bad:
+                    bad[f"{split}/{rel}"]["bytes"] = size
     record = {
         "complete": True,
         "images": len(files),
@@ -659,7 +662,7 @@ def units_record(split: str, results: list[UnitResult], classes: list, started: 
         "grayscale": [q["file"] for q in quirks if q["kind"] == "grayscale"],
         # Every image got PIL's verdict: the ones it refused (loaders and imnet verify read this).
         "decode_checked": "decode" not in os.environ.get(SKIP_CHECKS_ENV, ""),
-        "undecodable": [{k: v for k, v in q.items() if v is not None} for q in bad],
+        "undecodable": list(bad.values()),
         "hashes": layout_hash_name(split) if hashed else None,
         "created_dir": created_dir,
         "workers": workers,
